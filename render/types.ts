@@ -45,3 +45,101 @@ export interface FrameBytes {
   /** BitsAllocated 1 only: the bit at which this frame starts within data[0] (frames are not byte aligned) */
   bitOffset?: number;
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * Rendering pipeline contracts (render/index.ts). An ImageDescription is plain JSON: it is recorded
+ * once at ingest (describeImage) and loaded per request.
+ * ---------------------------------------------------------------------------------------------- */
+
+/** A LUT as described by a LUT Descriptor (PS3.3 C.11.1.1.1 / C.7.6.3.1.5), descriptor quirks resolved. */
+export interface LutData {
+  /** first stored (or input) value mapped, already read as signed when the input is signed */
+  firstMapped: number;
+  /** bits per entry (8..16) */
+  bits: number;
+  /** one output value per entry; data.length is the number of entries (0 in the descriptor means 65536) */
+  data: number[];
+  explanation?: string;
+}
+
+/** PS3.3 C.11.1 Modality LUT: either Rescale Slope/Intercept or a Modality LUT Sequence item. */
+export type ModalityLutDescription =
+  | { kind: 'rescale'; slope: number; intercept: number; type?: string }
+  | { kind: 'lut'; lut: LutData; type?: string };
+
+export type VoiLutFunction = 'LINEAR' | 'LINEAR_EXACT' | 'SIGMOID';
+
+export interface WindowDescription { center: number; width: number; explanation?: string }
+
+/** PS3.3 C.11.2 VOI LUT: all window pairs, the VOI LUT Function and the VOI LUT Sequence items. */
+export interface VoiDescription {
+  windows: WindowDescription[];
+  function: VoiLutFunction;
+  luts: LutData[];
+}
+
+/** One Overlay Plane (PS3.3 C.9.2), group 60xx. */
+export interface OverlayDescription {
+  group: number; // 0x6000..0x601E
+  rows: number;
+  columns: number;
+  /** Overlay Origin (60xx,0050), 1-based row and column of the overlay's top left pixel */
+  originRow: number;
+  originColumn: number;
+  type: 'G' | 'R';
+  bitsAllocated: number;
+  bitPosition: number;
+  /** Image Frame Origin (60xx,0051), 1-based */
+  imageFrameOrigin: number;
+  /** Number of Frames in Overlay (60xx,0015) */
+  numberOfFrames: number;
+  /** Overlay Data (60xx,3000), bit-packed, base64; absent for overlays embedded in Pixel Data high bits */
+  data?: string;
+  /** overlay stored in unused high bits of Pixel Data (retired, PS3.3 2004 C.9.2); recorded, not drawn */
+  embedded?: boolean;
+  label?: string;
+  description?: string;
+}
+
+export interface PaletteDescription { red: LutData; green: LutData; blue: LutData }
+
+/** Per-frame values of an Enhanced multi-frame object (PS3.3 C.7.6.16): Pixel Value Transformation, Frame VOI LUT. */
+export interface FrameGroupDescription {
+  modalityLut?: ModalityLutDescription;
+  voi?: VoiDescription;
+}
+
+export interface ImageDescription {
+  frame: FrameInfo;
+  numberOfFrames: number;
+  modality?: string;
+  sopInstanceUID?: string;
+  modalityLut: ModalityLutDescription;
+  voi: VoiDescription;
+  /** Presentation LUT Shape (2050,0020) when present in the image */
+  presentationLutShape?: 'IDENTITY' | 'INVERSE';
+  pixelPaddingValue?: number;
+  pixelPaddingRangeLimit?: number;
+  palette?: PaletteDescription;
+  overlays: OverlayDescription[];
+  /** Shared (5200,9229) and Per-Frame (5200,9230) Functional Groups, when the object has them */
+  sharedGroup?: FrameGroupDescription;
+  perFrameGroups?: Array<FrameGroupDescription | null>;
+}
+
+export interface RenderOptions {
+  window?: { center: number; width: number; function?: VoiLutFunction };
+  /** PS3.18 8.3.5.1.3: viewport=vw,vh[,sx,sy,sw,sh] */
+  viewport?: { vw: number; vh: number; sx?: number; sy?: number; sw?: number; sh?: number };
+  /** burn in overlays (default true) */
+  overlays?: boolean;
+  /** overlay colour (default white) */
+  overlayColor?: [number, number, number];
+}
+
+export interface RenderedImage {
+  width: number;
+  height: number;
+  channels: 1 | 3;
+  data: Uint8Array;
+}

@@ -1,0 +1,14 @@
+/**
+ * The rendering library: DICOM JSON + decoded frames in, 8-bit pixels and encoded images out.
+ * It knows nothing of HTTP or storage.
+ */
+export { describeImage } from './describe';
+export { renderFrame } from './render';
+export { encodeImage, initRender, PNG_SETTINGS } from './encode';
+export type { RenderedMediaType } from './encode';
+export { RenderError } from './errors';
+export type { RenderErrorCode } from './errors';
+export type {
+  ImageDescription, RenderOptions, RenderedImage, FrameInfo, DecodedFrame, FrameBytes, LutData,
+  ModalityLutDescription, VoiDescription, OverlayDescription, PaletteDescription, FrameGroupDescription, VoiLutFunction,
+} from './types';

@@ -1,0 +1,247 @@
+/**
+ * renderFrame: one decoded frame + its ImageDescription + request options -> 8-bit pixels.
+ *
+ * Grey (PS3.4 N.2, PS3.3 C.11): Modality LUT -> VOI LUT (requested window, else the file's first window,
+ * else its first VOI LUT Sequence item, else DCMTK's "+Wm" min-max window over this frame) -> Presentation
+ * LUT Shape / MONOCHROME1 inversion -> 8 bits, composed and flattened into ONE table indexed by stored value
+ * (cached, bounded LRU); the per-pixel loop is a single indexed read. Float pixel data is computed directly.
+ * Colour: see colour.ts. Then overlays (overlay.ts) and the viewport (viewport.ts).
+ */
+import { RenderError } from './errors';
+import { compose, flatten, minMaxWindow, modalityStep, storedRange, voiLutSequence, voiWindowStep, type Step } from './lut';
+import { applyPalette, colourTo8, paletteTable } from './colour';
+import { burnOverlays } from './overlay';
+import { applyViewport, planViewport } from './viewport';
+import type {
+  DecodedFrame, ImageDescription, ModalityLutDescription, RenderedImage, RenderOptions, VoiDescription, VoiLutFunction,
+} from './types';
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Bounded LRU of flattened tables                                                                 */
+/* ---------------------------------------------------------------------------------------------- */
+
+export class LruCache<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly capacity: number) {}
+  get(key: string): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) { this.map.delete(key); this.map.set(key, v); }
+    return v;
+  }
+  set(key: string, v: V): void {
+    this.map.delete(key);
+    this.map.set(key, v);
+    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as string);
+  }
+  get size(): number { return this.map.size; }
+  clear(): void { this.map.clear(); }
+}
+
+/** At most 256 tables of at most 64 KiB (16-bit stored values): 16 MiB. */
+export const tableCache = new LruCache<Uint8Array>(256);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Per-frame parameters (PS3.3 C.7.6.16: Per-Frame overrides Shared overrides the image level)     */
+/* ---------------------------------------------------------------------------------------------- */
+
+export function frameModalityLut(desc: ImageDescription, frameNumber: number): ModalityLutDescription {
+  return desc.perFrameGroups?.[frameNumber - 1]?.modalityLut ?? desc.sharedGroup?.modalityLut ?? desc.modalityLut;
+}
+
+export function frameVoi(desc: ImageDescription, frameNumber: number): VoiDescription {
+  return desc.perFrameGroups?.[frameNumber - 1]?.voi ?? desc.sharedGroup?.voi ?? desc.voi;
+}
+
+/** PS3.3 C.11.6 / C.7.6.3.1.2: MONOCHROME1 shows minimum values white; Presentation LUT Shape, when the
+ *  image has one, says explicitly whether the output is inverted. */
+export function isInverted(desc: ImageDescription): boolean {
+  if (desc.presentationLutShape) return desc.presentationLutShape === 'INVERSE';
+  return desc.frame.photometricInterpretation === 'MONOCHROME1';
+}
+
+/** The VOI actually applied: a window, a VOI LUT item, or the automatic min-max window. */
+export type ResolvedVoi =
+  | { kind: 'window'; center: number; width: number; fn: VoiLutFunction }
+  | { kind: 'lut'; index: number }
+  | { kind: 'minmax' };
+
+export function resolveVoi(voi: VoiDescription, opts: RenderOptions): ResolvedVoi {
+  if (opts.window) return { kind: 'window', center: opts.window.center, width: opts.window.width, fn: opts.window.function ?? 'LINEAR' };
+  const w = voi.windows.find((x) => x.width >= 1 || (x.width > 0 && voi.function !== 'LINEAR'));
+  if (w) return { kind: 'window', center: w.center, width: w.width, fn: voi.function };
+  if (voi.luts.length > 0) return { kind: 'lut', index: 0 };
+  return { kind: 'minmax' };
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Validation                                                                                      */
+/* ---------------------------------------------------------------------------------------------- */
+
+export function validateOptions(opts: RenderOptions): void {
+  if (opts.window) {
+    const { center, width } = opts.window;
+    const fn = opts.window.function ?? 'LINEAR';
+    if (fn !== 'LINEAR' && fn !== 'LINEAR_EXACT' && fn !== 'SIGMOID') throw new RenderError('BAD_WINDOW', `unknown VOI LUT function ${String(fn)}`);
+    if (typeof center !== 'number' || !Number.isFinite(center)) throw new RenderError('BAD_WINDOW', 'window center must be a number');
+    if (typeof width !== 'number' || !Number.isFinite(width)) throw new RenderError('BAD_WINDOW', 'window width must be a number');
+    // C.11.2.1.2.1: LINEAR needs width >= 1; C.11.2.1.3: LINEAR_EXACT and SIGMOID need width > 0
+    if (fn === 'LINEAR' ? width < 1 : width <= 0) throw new RenderError('BAD_WINDOW', `window width ${width} out of range for ${fn}`);
+  }
+  if (opts.overlayColor !== undefined) {
+    const c = opts.overlayColor;
+    if (!Array.isArray(c) || c.length !== 3 || !c.every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) {
+      throw new RenderError('BAD_OPTION', 'overlay colour must be three integers 0..255');
+    }
+  }
+  if (opts.overlays !== undefined && typeof opts.overlays !== 'boolean') throw new RenderError('BAD_OPTION', 'overlays must be true or false');
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Grey                                                                                            */
+/* ---------------------------------------------------------------------------------------------- */
+
+function isFloatArray(p: unknown): p is Float32Array | Float64Array {
+  return p instanceof Float32Array || p instanceof Float64Array;
+}
+
+/** Min and max modality value over the frame (DCMTK +Wm: this frame only, padding not excluded). */
+function modalityMinMax(pixels: ArrayLike<number>, count: number, modality: Step): { min: number; max: number } {
+  let smin = Infinity, smax = -Infinity;
+  for (let i = 0; i < count; i++) {
+    const v = pixels[i];
+    if (v < smin) smin = v;
+    if (v > smax) smax = v;
+  }
+  // the modality step may be non-monotonic (a Modality LUT): scan the stored range present
+  let min = Infinity, max = -Infinity;
+  if (smax - smin <= 65536 && Number.isInteger(smin)) {
+    for (let s = smin; s <= smax; s++) {
+      const m = modality(s);
+      if (m < min) min = m;
+      if (m > max) max = m;
+    }
+  } else {
+    const a = modality(smin), b = modality(smax);
+    min = Math.min(a, b); max = Math.max(a, b);
+  }
+  return { min, max };
+}
+
+function voiStep(desc: ImageDescription, voi: VoiDescription, r: ResolvedVoi, low: number, high: number, mm: () => { min: number; max: number }): Step {
+  if (r.kind === 'window') return voiWindowStep(r.fn, r.center, r.width, low, high);
+  if (r.kind === 'lut') return voiLutSequence(voi.luts[r.index], low, high);
+  const { min, max } = mm();
+  const w = minMaxWindow(min, max);
+  return voiWindowStep('LINEAR', w.center, w.width, low, high);
+}
+
+export function renderGrey(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions): Uint8Array {
+  const count = decoded.rows * decoded.columns;
+  const pixels = decoded.pixels;
+  const inverted = isInverted(desc);
+  const low = inverted ? 255 : 0, high = inverted ? 0 : 255;
+  const voi = frameVoi(desc, frameNumber);
+  const resolved = resolveVoi(voi, opts);
+  const out = new Uint8Array(count);
+
+  if (isFloatArray(pixels)) {
+    // Float / Double Float Pixel Data (C.7.6.24): values are already in output units; no table.
+    const step = voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, (x) => x));
+    for (let i = 0; i < count; i++) {
+      const v = step(pixels[i]);
+      out[i] = v <= 0 ? 0 : v >= 255 ? 255 : v;
+    }
+    return out;
+  }
+
+  const modality = modalityStep(frameModalityLut(desc, frameNumber));
+  const range = storedRange(decoded.bitsStored, decoded.signed);
+  if (decoded.bitsStored > 16) {
+    const step = compose(modality, voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, modality)));
+    for (let i = 0; i < count; i++) {
+      const v = step(pixels[i]);
+      out[i] = v <= 0 ? 0 : v >= 255 ? 255 : v;
+    }
+    return out;
+  }
+
+  let mm: { min: number; max: number } | undefined;
+  const getMinMax = () => (mm ??= modalityMinMax(pixels, count, modality));
+  const voiKey = resolved.kind === 'window' ? `w${resolved.center},${resolved.width},${resolved.fn}`
+    : resolved.kind === 'lut' ? `l${resolved.index}` : `m${getMinMax().min},${getMinMax().max}`;
+  const key = desc.sopInstanceUID ? `${desc.sopInstanceUID}|${frameNumber}|${voiKey}|${inverted ? 1 : 0}|${range.min}|${range.max}` : undefined;
+  let table = key ? tableCache.get(key) : undefined;
+  if (!table) {
+    table = flatten(compose(modality, voiStep(desc, voi, resolved, low, high, getMinMax)), range.min, range.max);
+    if (key) tableCache.set(key, table);
+  }
+  const min = range.min;
+  const last = table.length - 1;
+  for (let i = 0; i < count; i++) {
+    let k = pixels[i] - min;
+    if (k > last) k = last; else if (k < 0) k = 0; // decoder gave values outside BitsStored
+    out[i] = table[k];
+  }
+  return out;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Colour                                                                                          */
+/* ---------------------------------------------------------------------------------------------- */
+
+export function renderColour(desc: ImageDescription, decoded: DecodedFrame): Uint8Array {
+  const count = decoded.rows * decoded.columns;
+  const pi = decoded.photometricInterpretation.toUpperCase();
+  if (pi === 'PALETTE COLOR') {
+    const p = desc.palette;
+    if (!p) throw new RenderError('BAD_PIXELS', 'PALETTE COLOR image without usable palette LUTs', 422);
+    const range = storedRange(decoded.bitsStored, decoded.signed);
+    const key = desc.sopInstanceUID ? `${desc.sopInstanceUID}|palette|${range.min}|${range.max}` : undefined;
+    let table = key ? tableCache.get(key) : undefined;
+    if (!table) {
+      table = paletteTable(p.red, p.green, p.blue, range.min, range.max);
+      if (key) tableCache.set(key, table);
+    }
+    return applyPalette(decoded.pixels, count, table, range.min);
+  }
+  return colourTo8(pi, decoded.pixels, count, decoded.bitsStored || desc.frame.bitsStored);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+
+export function renderFrame(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions = {}): RenderedImage {
+  if (!Number.isInteger(frameNumber) || frameNumber < 1 || frameNumber > desc.numberOfFrames) {
+    throw new RenderError('BAD_FRAME', `frame ${frameNumber} out of range 1..${desc.numberOfFrames}`);
+  }
+  validateOptions(opts);
+  const { rows, columns } = decoded;
+  if (rows !== desc.frame.rows || columns !== desc.frame.columns) {
+    throw new RenderError('BAD_PIXELS', `decoded frame is ${columns}x${rows}, image is ${desc.frame.columns}x${desc.frame.rows}`, 422);
+  }
+  const plan = opts.viewport ? planViewport(opts.viewport, columns, rows) : undefined;
+  const spp = decoded.samplesPerPixel;
+  const pi = decoded.photometricInterpretation.toUpperCase();
+  const grey = spp === 1 && pi !== 'PALETTE COLOR';
+  if (decoded.pixels.length < rows * columns * (grey ? 1 : spp)) throw new RenderError('BAD_PIXELS', 'decoded frame has too few samples', 422);
+
+  let img: RenderedImage;
+  if (grey) {
+    img = { width: columns, height: rows, channels: 1, data: renderGrey(desc, frameNumber, decoded, opts) };
+  } else {
+    img = { width: columns, height: rows, channels: 3, data: renderColour(desc, decoded) };
+  }
+
+  if (opts.overlays !== false && desc.overlays.length > 0) {
+    const colour = opts.overlayColor ?? [255, 255, 255];
+    if (img.channels === 1 && !(colour[0] === colour[1] && colour[1] === colour[2])) img = toRgb(img);
+    burnOverlays(desc.overlays, frameNumber, img.data, img.width, img.height, img.channels, colour);
+  }
+  return plan ? applyViewport(img, plan) : img;
+}
+
+function toRgb(img: RenderedImage): RenderedImage {
+  const n = img.width * img.height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0, j = 0; i < n; i++, j += 3) out[j] = out[j + 1] = out[j + 2] = img.data[i];
+  return { width: img.width, height: img.height, channels: 3, data: out };
+}
