@@ -5,7 +5,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { parseDicom } from '../../dicom/parse';
+import { inflatedDataset, parseDicom } from '../../dicom/parse';
 import { locateFrames } from '../../dicom/frames';
 import { describeImage } from '../../render/describe';
 import type { DecodedFrame, FrameBytes, ImageDescription, PixelArray } from '../../render/types';
@@ -25,10 +25,12 @@ export function loadFixture(name: string): Fixture {
   const desc = describeImage(p.dataset);
   if (!desc) throw new Error(`${name}: not an image`);
   const f = desc.frame;
+  // deflated transfer syntax: offsets refer to the inflated dataset
+  const bytes = p.deflated ? inflatedDataset(buf, p.datasetOffset) : buf;
   const locs = locateFrames(p, { rows: f.rows, columns: f.columns, samplesPerPixel: f.samplesPerPixel, bitsAllocated: f.bitsAllocated, numberOfFrames: desc.numberOfFrames },
-    (o, l) => buf.subarray(o, o + l));
+    (o, l) => bytes.subarray(o, o + l));
   const frames = locs.map((loc) => ({
-    data: new Uint8Array(Buffer.concat(loc.ranges.map((r) => buf.subarray(r.offset, r.offset + r.length)))),
+    data: new Uint8Array(Buffer.concat(loc.ranges.map((r) => bytes.subarray(r.offset, r.offset + r.length)))),
     ...(loc.bitOffset !== undefined ? { bitOffset: loc.bitOffset } : {}),
   }));
   return { name, transferSyntaxUID: p.transferSyntaxUID, desc, frames };
