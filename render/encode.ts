@@ -51,7 +51,7 @@ export function encodePng(img: RenderedImage, settings: PngSettings = PNG_SETTIN
 interface JpegEncoderModule {
   JPEGEncoder: new () => {
     getDecodedBuffer(info: { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned: boolean }): Uint8Array;
-    setQuality(progressive: boolean, quality: number): void;
+    setQuality(quality: number): void;
     encode(): void;
     getEncodedBuffer(): Uint8Array;
     delete(): void;
@@ -77,7 +77,7 @@ export function encodeJpeg(img: RenderedImage, quality = 90): Buffer {
   try {
     const buf = enc.getDecodedBuffer({ width: img.width, height: img.height, bitsPerSample: 8, componentCount: img.channels, isSigned: false });
     buf.set(img.data);
-    enc.setQuality(false, quality);
+    enc.setQuality(quality);
     enc.encode();
     return Buffer.from(enc.getEncodedBuffer()); // copy out of the WASM heap
   } finally {
