@@ -1,0 +1,59 @@
+/**
+ * The codec layer of the rendering library: frame bytes of any supported Transfer Syntax in, stored values out
+ * (see DecodedFrame in ../types). `initCodecs()` once per thread, then `decodeFrame` is synchronous.
+ *
+ * Which library decodes what:
+ *   native (.1.2, .1.2.1, .1.2.1.99, .1.2.2) and RLE (.1.2.5)   our own loops (./native, ./rle)
+ *   JPEG baseline / extended 8-bit (.4.50, .4.51)               @cornerstonejs/codec-libjpeg-turbo-8bit
+ *   JPEG extended 12-bit (.4.51)                                dcmjs-codecs (libjpeg-turbo 12-bit build)
+ *   JPEG lossless (.4.57, .4.70)                                jpeg-lossless-decoder-js
+ *   JPEG-LS (.4.80, .4.81)                                      @cornerstonejs/codec-charls
+ *   JPEG 2000 (.4.90, .4.91)                                    @cornerstonejs/codec-openjpeg
+ *   HTJ2K (.4.201, .4.202, .4.203)                              @cornerstonejs/codec-openjph
+ */
+import type { DecodedFrame, FrameBytes, FrameInfo } from '../types';
+import { CodecError } from './errors';
+import { decodeJpeg } from './jpeg';
+import { decodeJpeg2000 } from './jpeg2000';
+import { decodeJpegLs } from './jpegls';
+import { decodeNative } from './native';
+import { decodeRle } from './rle';
+import { layoutOf } from './samples';
+import { syntaxFamily } from './syntaxes';
+
+export { CodecError } from './errors';
+export type { CodecErrorCode } from './errors';
+export { TransferSyntax, isEncapsulated, isSupportedTransferSyntax, nativeMediaType } from './syntaxes';
+export { initCodecs } from './wasm';
+
+/**
+ * Decode one frame. Throws CodecError for anything it cannot turn into exactly the frame `info` describes.
+ * For native frames that need no masking the returned pixels are a view on `frame.data` (no copy): callers that
+ * recycle that buffer must copy first.
+ */
+export function decodeFrame(transferSyntaxUID: string, frame: FrameBytes, info: FrameInfo): DecodedFrame {
+  const family = syntaxFamily(transferSyntaxUID);
+  if (family === undefined) {
+    throw new CodecError('UNSUPPORTED_TRANSFER_SYNTAX', `Transfer Syntax ${String(transferSyntaxUID)} is not supported`);
+  }
+  if (!frame || !(frame.data instanceof Uint8Array)) {
+    throw new CodecError('INVALID_ATTRIBUTES', 'frame bytes must be a Uint8Array');
+  }
+  const layout = layoutOf(info);
+  switch (family) {
+    case 'native':
+      return decodeNative(frame, layout, false);
+    case 'native-big-endian':
+      return decodeNative(frame, layout, true);
+    case 'rle':
+      return decodeRle(frame, layout);
+    case 'jpeg':
+      return decodeJpeg(frame, layout);
+    case 'jpeg-ls':
+      return decodeJpegLs(frame, layout);
+    case 'jpeg2000':
+      return decodeJpeg2000(frame, layout, false);
+    case 'htj2k':
+      return decodeJpeg2000(frame, layout, true);
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Native (uncompressed) Pixel Data, PS3.5 Section 8.1.1 and Annex D: Implicit and Explicit VR Little Endian,
+ * Deflated Explicit VR Little Endian (inflated by the caller), and Explicit VR Big Endian, where samples wider than
+ * a byte are stored most significant byte first (PS3.5 7.3).
+ */
+import type { DecodedFrame, FrameBytes, PixelArray } from '../types';
+import { CodecError } from './errors';
+import { decodedFrame } from './frame';
+import type { PixelLayout } from './samples';
+import { interleave, unpackBits, unpackFloats, unpackSamples, upsample422 } from './samples';
+
+export function decodeNative(frame: FrameBytes, layout: PixelLayout, bigEndian: boolean): DecodedFrame {
+  const { data } = frame;
+  const { pixelCount, samplesPerPixel } = layout;
+  if (layout.bitsAllocated === 1) {
+    return decodedFrame(layout, unpackBits(data, pixelCount, frame.bitOffset ?? 0), layout.photometricInterpretation);
+  }
+  let pixels: PixelArray;
+  const pi = layout.photometricInterpretation;
+  if (layout.format !== 'int') {
+    pixels = unpackFloats(data, pixelCount * samplesPerPixel, layout.format, bigEndian, true);
+  } else if (layout.subsampled422) {
+    if (pixelCount % 2 !== 0) throw new CodecError('INVALID_ATTRIBUTES', 'YBR_FULL_422 needs an even number of pixels');
+    const packed = unpackSamples(data, pixelCount * 2, layout.bitsAllocated as 8 | 16 | 32, bigEndian, layout.shift, layout.bitsStored, layout.signed, true);
+    return decodedFrame(layout, upsample422(packed, pixelCount), 'YBR_FULL');
+  } else {
+    pixels = unpackSamples(data, pixelCount * samplesPerPixel, layout.bitsAllocated as 8 | 16 | 32, bigEndian, layout.shift, layout.bitsStored, layout.signed, true);
+  }
+  if (layout.planar) pixels = interleave(pixels, pixelCount);
+  return decodedFrame(layout, pixels, pi);
+}

@@ -1,0 +1,184 @@
+/**
+ * Loading of the WebAssembly codecs. Each is instantiated once per thread (module state is per isolate, so every
+ * worker thread gets its own instances) and then called synchronously by decodeFrame.
+ *
+ * Emscripten modules are made process-safe: console output is swallowed (OpenJPEG prints [INFO] lines), `quit`
+ * throws instead of touching process.exitCode, and an abort (out of memory, assertion) marks the module dead and
+ * reloads it in the background, so one hostile frame costs one CodecError, never the process or later requests.
+ */
+import { readFile } from 'node:fs/promises';
+import { CodecError } from './errors';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- emscripten/embind objects are untyped by nature */
+
+export interface EmbindDecoder {
+  getEncodedBuffer(length: number): Uint8Array;
+  getDecodedBuffer(): Uint8Array;
+  decode(): void;
+  readHeader?(): void;
+  getFrameInfo(): { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned?: boolean };
+  delete(): void;
+  [method: string]: any;
+}
+
+type EmscriptenFactory = (moduleArg: Record<string, unknown>) => Promise<any>;
+
+export type EmscriptenCodec = 'libjpeg-turbo-8bit' | 'charls' | 'openjpeg' | 'openjph';
+
+/** Which file of each package to load: only the decoders, except OpenJPH which ships encoder and decoder together. */
+const EMSCRIPTEN: Readonly<Record<EmscriptenCodec, { js: string; wasm: string; decoderClass: string }>> = {
+  'libjpeg-turbo-8bit': {
+    js: '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs',
+    wasm: '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasm',
+    decoderClass: 'JPEGDecoder',
+  },
+  charls: {
+    js: '@cornerstonejs/codec-charls/decodewasmjs',
+    wasm: '@cornerstonejs/codec-charls/decodewasm',
+    decoderClass: 'JpegLSDecoder',
+  },
+  openjpeg: {
+    js: '@cornerstonejs/codec-openjpeg/decodewasmjs',
+    wasm: '@cornerstonejs/codec-openjpeg/decodewasm',
+    decoderClass: 'J2KDecoder',
+  },
+  openjph: {
+    js: '@cornerstonejs/codec-openjph/wasmjs',
+    wasm: '@cornerstonejs/codec-openjph/wasm',
+    decoderClass: 'HTJ2KDecoder',
+  },
+};
+
+interface Loaded {
+  module: any | undefined;
+  dead: boolean;
+  reloading: Promise<void> | undefined;
+}
+
+const loaded: Record<EmscriptenCodec, Loaded> = {
+  'libjpeg-turbo-8bit': { module: undefined, dead: false, reloading: undefined },
+  charls: { module: undefined, dead: false, reloading: undefined },
+  openjpeg: { module: undefined, dead: false, reloading: undefined },
+  openjph: { module: undefined, dead: false, reloading: undefined },
+};
+
+/** dcmjs-codecs: a plain (non-emscripten) wasm whose JPEG decoder includes the 12-bit libjpeg build. */
+let dcmjsCodecs: any | undefined;
+
+const wasmBytes = new Map<string, Promise<Buffer>>();
+function readWasm(specifier: string): Promise<Buffer> {
+  let bytes = wasmBytes.get(specifier);
+  if (!bytes) {
+    bytes = readFile(require.resolve(specifier));
+    wasmBytes.set(specifier, bytes);
+  }
+  return bytes;
+}
+
+async function instantiate(name: EmscriptenCodec): Promise<void> {
+  const spec = EMSCRIPTEN[name];
+  const factory = require(spec.js) as EmscriptenFactory;
+  const entry = loaded[name];
+  const module = await factory({
+    wasmBinary: await readWasm(spec.wasm),
+    print: () => undefined,
+    printErr: () => undefined,
+    quit: (_status: number, toThrow: unknown) => {
+      throw toThrow;
+    },
+    onAbort: () => {
+      entry.dead = true;
+    },
+  });
+  if (typeof module[spec.decoderClass] !== 'function') {
+    throw new Error(`${spec.js} has no ${spec.decoderClass}`);
+  }
+  entry.module = module;
+  entry.dead = false;
+}
+
+async function loadDcmjsCodecs(): Promise<void> {
+  const lib = require('dcmjs-codecs');
+  if (!lib.NativeCodecs.isInitialized()) {
+    const wasmPath = require.resolve('dcmjs-codecs/build/dcmjs-native-codecs.wasm');
+    await lib.NativeCodecs.initializeAsync({ webAssemblyModulePathOrUrl: wasmPath, logCodecsInfo: false, logCodecsTrace: false });
+  }
+  dcmjsCodecs = lib;
+}
+
+let initPromise: Promise<void> | undefined;
+
+/**
+ * Load every codec once. Idempotent and safe to call concurrently; a failed load is not cached, so a later call
+ * retries.
+ */
+export function initCodecs(): Promise<void> {
+  if (!initPromise) {
+    initPromise = Promise.all([
+      ...(Object.keys(EMSCRIPTEN) as EmscriptenCodec[]).map((name) => (loaded[name].module ? undefined : instantiate(name))),
+      dcmjsCodecs ? undefined : loadDcmjsCodecs(),
+    ]).then(
+      () => undefined,
+      (err: unknown) => {
+        initPromise = undefined;
+        throw err;
+      },
+    );
+  }
+  return initPromise;
+}
+
+function reload(name: EmscriptenCodec): void {
+  const entry = loaded[name];
+  if (entry.reloading) return;
+  entry.module = undefined;
+  entry.reloading = instantiate(name)
+    .catch(() => undefined) // the next call that needs it tries again
+    .finally(() => {
+      entry.reloading = undefined;
+    });
+}
+
+/**
+ * Run `use` with a fresh embind decoder of `name`, always deleting it afterwards (embind objects live on the wasm
+ * heap and are not garbage collected). Whatever the codec throws becomes a CodecError.
+ */
+export function withDecoder<T>(name: EmscriptenCodec, use: (decoder: EmbindDecoder) => T): T {
+  const entry = loaded[name];
+  if (entry.dead && !entry.reloading) reload(name);
+  if (!entry.module || entry.dead) {
+    throw new CodecError('NOT_INITIALIZED', `the ${name} codec is not loaded (call initCodecs() first)`);
+  }
+  let decoder: EmbindDecoder | undefined;
+  try {
+    decoder = new entry.module[EMSCRIPTEN[name].decoderClass]() as EmbindDecoder;
+    return use(decoder);
+  } catch (err) {
+    if (err instanceof CodecError) throw err;
+    // An emscripten abort surfaces as a WebAssembly.RuntimeError; the instance's state is undefined from now on.
+    if (entry.dead || (err instanceof Error && err.name === 'RuntimeError')) {
+      entry.dead = true;
+      reload(name);
+    }
+    throw new CodecError('CORRUPT_BITSTREAM', `${name} could not decode the frame`);
+  } finally {
+    if (decoder && !entry.dead) {
+      try {
+        decoder.delete();
+      } catch {
+        // deleting after a failed decode must not mask the original error
+      }
+    }
+  }
+}
+
+export function dcmjsCodecsLibrary(): any {
+  if (!dcmjsCodecs) throw new CodecError('NOT_INITIALIZED', 'the 12-bit JPEG codec is not loaded (call initCodecs() first)');
+  return dcmjsCodecs;
+}
+
+/** For tests and benchmarks: the loaded OpenJPH module (it also holds HTJ2KEncoder). */
+export function openjphModule(): any {
+  if (!loaded.openjph.module) throw new CodecError('NOT_INITIALIZED', 'openjph is not loaded');
+  return loaded.openjph.module;
+}
