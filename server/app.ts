@@ -1,0 +1,106 @@
+/**
+ * The HTTP application: one router per DICOMweb service under /dicom-web, CORS, request time limit, and the
+ * single error handler that turns every failure into a status and a short reason (never a stack trace).
+ */
+import express, { NextFunction, Request, Response } from 'express';
+import * as http from 'http';
+import { Config } from './config';
+import { ServerContext } from './context';
+import { HttpError } from './errors';
+import { FileBlobStore } from '../storage/blobstore';
+import { SqliteIndex } from '../storage/index-sqlite';
+import { stowRouter } from './stow';
+import { qidoRouter } from './qido';
+import { wadoRouter } from './wado';
+import { renderedRouter, RenderService } from './rendered';
+
+export interface App {
+  app: express.Express;
+  ctx: ServerContext;
+  close(): Promise<void>;
+}
+
+function cors(config: Config) {
+  const origins = new Set(config.corsOrigins);
+  return (req: Request, res: Response, next: NextFunction) => {
+    const origin = req.get('origin');
+    if (origin && origins.size && (origins.has('*') || origins.has(origin))) {
+      res.set('Access-Control-Allow-Origin', origins.has('*') ? '*' : origin);
+      res.set('Vary', 'Origin');
+      res.set('Access-Control-Expose-Headers', 'Content-Type, Content-Length, ETag, Warning, Content-Location');
+      if (req.method === 'OPTIONS') {
+        res.set('Access-Control-Allow-Methods', 'GET, HEAD, POST, OPTIONS');
+        res.set('Access-Control-Allow-Headers', req.get('access-control-request-headers') ?? 'Accept, Content-Type, Authorization, If-None-Match');
+        res.set('Access-Control-Max-Age', '600');
+        res.status(204).end();
+        return;
+      }
+    }
+    next();
+  };
+}
+
+export async function createApp(config: Config): Promise<App> {
+  const blobs = new FileBlobStore(config.dataDir);
+  await blobs.cleanStaging(); // staged files of an interrupted upload were never acknowledged: drop them
+  const index = new SqliteIndex(config.dataDir);
+  const ctx: ServerContext = { config, blobs, index };
+  const renderer = new RenderService(ctx);
+  await renderer.start();
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'extended');
+  if (config.logRequests) {
+    app.use((req, res, next) => {
+      const t = process.hrtime.bigint();
+      res.on('finish', () => console.log(`${req.method} ${req.originalUrl} ${res.statusCode} ${Number(process.hrtime.bigint() - t) / 1e6}ms`));
+      next();
+    });
+  }
+  app.use((req, res, next) => {
+    res.setTimeout(config.limits.requestTimeoutMs, () => {
+      if (!res.headersSent) res.status(503).type('application/json').send(JSON.stringify({ error: 'request took longer than the time limit' }));
+      else res.destroy();
+    });
+    next();
+  });
+  app.use(cors(config));
+  const root = express.Router();
+  root.use(stowRouter(ctx));
+  root.use(qidoRouter(ctx));
+  root.use(renderedRouter(ctx, renderer));
+  root.use(wadoRouter(ctx));
+  app.use('/dicom-web', root);
+  app.get('/health', (_req, res) => { res.json({ status: 'ok' }); });
+  app.use((_req, _res, next) => next(new HttpError(404, 'no such resource')));
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  app.use((err: any, req: Request, res: Response, _next: NextFunction) => {
+    let status = 500;
+    let reason = 'internal error';
+    if (err instanceof HttpError) { status = err.status; reason = err.message; }
+    else if (err instanceof URIError) { status = 400; reason = 'malformed URL encoding'; }
+    else if (err && typeof err.status === 'number' && err.status >= 400 && err.status < 500) { status = err.status; reason = err.expose ? String(err.message) : 'bad request'; }
+    else console.error(`${req.method} ${req.originalUrl}: ${err?.stack ?? err}`);
+    if (res.headersSent) { res.destroy(); return; }
+    res.status(status).type('application/json').send(JSON.stringify({ error: reason }));
+  });
+
+  return {
+    app, ctx,
+    async close() {
+      await renderer.stop();
+      index.close();
+    },
+  };
+}
+
+/** Starts listening; resolves with the bound port. */
+export function listen(app: express.Express, port: number, host: string): Promise<http.Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host);
+    server.once('listening', () => resolve(server));
+    server.once('error', reject);
+  });
+}

@@ -1,0 +1,235 @@
+/**
+ * Ingest of one staged instance: parse once, validate, record what later requests need (metadata JSON with
+ * BulkDataURIs, frame byte ranges, bulk ranges, the rendering description, the QIDO attributes), then make the
+ * file durable and index it in one transaction. An instance is either fully stored and indexed or not at all.
+ */
+import * as fs from 'fs';
+import * as fsp from 'fs/promises';
+import * as crypto from 'crypto';
+import { parseDicomFile, ParsedInstance, DicomParseError, TS } from '../dicom/parse';
+import { locateFrames } from '../dicom/frames';
+import { JsonDataset, num } from '../dicom/json';
+import { pick, searchable, STUDY_LEVEL, SERIES_LEVEL, INSTANCE_LEVEL } from '../storage/levels';
+import { IndexConflict } from '../storage/index-sqlite';
+import { describeImage } from '../render';
+import { ServerContext } from './context';
+import { UID_PATTERN } from './errors';
+
+/** PS3.4 Annex B / PS3.18 10.5.3 status codes used in the store response. */
+export const FailureReason = {
+  ProcessingFailure: 0x0110,
+  DuplicateSOPInstance: 0x0111,
+  OutOfResources: 0xa700,
+  DataSetDoesNotMatchSOPClass: 0xa900,
+  CannotUnderstand: 0xc000,
+} as const;
+export const WarningReason = { CoercionOfDataElements: 0xb000 } as const;
+
+export type IngestResult =
+  | { ok: true; status: 'stored' | 'identical'; studyUID: string; seriesUID: string; sopInstanceUID: string; sopClassUID: string; warning?: number; warningText?: string }
+  | { ok: false; failureReason: number; reason: string; sopInstanceUID?: string; sopClassUID?: string };
+
+/** Placeholder for the DICOMweb root in stored metadata; replaced per response (PS3.18 F.2.6 BulkDataURI). */
+export const BASE_TOKEN = '@@BASE@@';
+/** Binary values up to this size stay InlineBinary in metadata; larger ones become BulkDataURI. */
+const INLINE_IN_METADATA = 256;
+
+const validUID = (u: unknown): u is string => typeof u === 'string' && u.length > 0 && u.length <= 64 && UID_PATTERN.test(u);
+
+// One ingest at a time per SOP Instance UID in this process; across processes the index's primary key decides.
+const inFlight = new Map<string, Promise<unknown>>();
+async function exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  while (inFlight.has(key)) await inFlight.get(key)!.catch(() => undefined);
+  const p = fn();
+  inFlight.set(key, p);
+  try { return await p; } finally { inFlight.delete(key); }
+}
+
+function fail(failureReason: number, reason: string, p?: Partial<ParsedInstance>): IngestResult {
+  return { ok: false, failureReason, reason, sopInstanceUID: validUID(p?.sopInstanceUID) ? p!.sopInstanceUID : undefined, sopClassUID: validUID(p?.sopClassUID) ? p!.sopClassUID : undefined };
+}
+
+/**
+ * Writes a Part 10 header in front of a bare dataset (or of a meta group without preamble), so that what is
+ * stored and served is a proper Part 10 file. The dataset bytes themselves are kept unchanged.
+ */
+async function wrapAsPart10(staged: string, p: ParsedInstance, out: string): Promise<void> {
+  const el = (tag: number, vr: string, value: Buffer) => {
+    const long = vr === 'OB';
+    const h = Buffer.alloc(long ? 12 : 8);
+    h.writeUInt16LE(0x0002, 0); h.writeUInt16LE(tag, 2); h.write(vr, 4, 'latin1');
+    if (long) h.writeUInt32LE(value.length, 8); else h.writeUInt16LE(value.length, 6);
+    return Buffer.concat([h, value]);
+  };
+  const ui = (s: string) => { const b = Buffer.from(s, 'latin1'); return b.length % 2 ? Buffer.concat([b, Buffer.from([0])]) : b; };
+  const body = Buffer.concat([
+    el(0x0001, 'OB', Buffer.from([0, 1])),
+    el(0x0002, 'UI', ui(p.sopClassUID)),
+    el(0x0003, 'UI', ui(p.sopInstanceUID)),
+    el(0x0010, 'UI', ui(p.transferSyntaxUID)),
+    el(0x0012, 'UI', ui('1.2.826.0.1.3680043.10.1417.1')),
+  ]);
+  const groupLength = Buffer.alloc(12);
+  groupLength.writeUInt16LE(0x0002, 0); groupLength.writeUInt16LE(0x0000, 2); groupLength.write('UL', 4, 'latin1');
+  groupLength.writeUInt16LE(4, 6); groupLength.writeUInt32LE(body.length, 8);
+  const header = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), groupLength, body]);
+  const src = fs.createReadStream(staged, { start: p.datasetOffset });
+  const dst = fs.createWriteStream(out);
+  await new Promise<void>((resolve, reject) => {
+    dst.on('error', reject); src.on('error', reject);
+    dst.write(header);
+    src.pipe(dst);
+    dst.on('finish', () => resolve());
+  });
+}
+
+async function sha256File(file: string): Promise<string> {
+  const h = crypto.createHash('sha256');
+  await new Promise<void>((resolve, reject) => {
+    fs.createReadStream(file).on('data', (d) => h.update(d)).on('end', () => resolve()).on('error', reject);
+  });
+  return h.digest('hex');
+}
+
+/** Turns binary values into BulkDataURIs (nested ones too), leaving small ones inline. */
+function metadataJson(ds: JsonDataset, p: ParsedInstance, instanceUrl: string): JsonDataset {
+  const md: JsonDataset = structuredClone(ds);
+  for (const ref of p.bulk) {
+    const parts = ref.path.split('/');
+    let node: any = md;
+    for (let i = 0; i < parts.length - 1 && node; i += 2) {
+      node = node[parts[i]]?.Value?.[Number(parts[i + 1])];
+    }
+    const attr = node?.[parts[parts.length - 1]];
+    if (!attr) continue;
+    if (ref.length > INLINE_IN_METADATA || parts[parts.length - 1].startsWith('7FE0')) {
+      delete attr.InlineBinary;
+      attr.BulkDataURI = `${instanceUrl}/bulkdata/${ref.path}`;
+    }
+  }
+  return md;
+}
+
+/** Parses, validates, stores and indexes the staged file. Always consumes the staged file. */
+export async function ingestStagedFile(ctx: ServerContext, staged: string, expectedStudyUID?: string): Promise<IngestResult> {
+  const cleanup: string[] = [staged];
+  try {
+    let p: ParsedInstance;
+    try {
+      p = parseDicomFile(staged);
+    } catch (e) {
+      if (e instanceof DicomParseError) return fail(FailureReason.CannotUnderstand, e.message);
+      throw e;
+    }
+    let file = staged;
+    let warning: number | undefined;
+    let warningText: string | undefined;
+    if (p.layout !== 'part10') {
+      const wrapped = ctx.blobs.stagingPath();
+      cleanup.push(wrapped);
+      await wrapAsPart10(staged, p, wrapped);
+      file = wrapped;
+      try { p = parseDicomFile(wrapped); } catch (e) {
+        if (e instanceof DicomParseError) return fail(FailureReason.CannotUnderstand, e.message);
+        throw e;
+      }
+      warning = WarningReason.CoercionOfDataElements;
+      warningText = 'no File Meta Information: a Part 10 header was added, the dataset is unchanged';
+    }
+    const ds = p.dataset;
+    const studyUID = ds['0020000D']?.Value?.[0];
+    const seriesUID = ds['0020000E']?.Value?.[0];
+    for (const [v, name] of [[p.sopClassUID, 'SOP Class UID'], [p.sopInstanceUID, 'SOP Instance UID'], [studyUID, 'Study Instance UID'], [seriesUID, 'Series Instance UID']] as const) {
+      if (!validUID(v)) return fail(FailureReason.DataSetDoesNotMatchSOPClass, `${name} is missing or not a valid UID`, p);
+    }
+    // A Media Storage SOP Instance UID (0002,0003) that differs from the dataset's is common in the wild; the
+    // dataset's SOP Instance UID is the identity that counts (PS3.10 7.1 asks them to be equal).
+    if (expectedStudyUID && studyUID !== expectedStudyUID) {
+      return fail(FailureReason.DataSetDoesNotMatchSOPClass, `Study Instance UID ${studyUID} does not match the study in the request URL`, p);
+    }
+    const study = studyUID as string;
+    const series = seriesUID as string;
+
+    const numberOfFrames = Math.max(1, Math.trunc(num(ds, '00280008') ?? 1));
+    const rows = num(ds, '00280010') ?? 0;
+    const columns = num(ds, '00280011') ?? 0;
+    let frames: ReturnType<typeof locateFrames> = [];
+    if (p.pixelData) {
+      const fd = fs.openSync(file, 'r');
+      try {
+        const readHead = (offset: number, length: number) => {
+          const b = Buffer.alloc(length);
+          fs.readSync(fd, b, 0, length, offset);
+          return b;
+        };
+        const eotB64 = ds['7FE00001']?.InlineBinary;
+        const eotLenB64 = ds['7FE00002']?.InlineBinary;
+        const u64 = (b64: string) => { const b = Buffer.from(b64, 'base64'); const out: number[] = []; for (let i = 0; i + 8 <= b.length; i += 8) out.push(Number(b.readBigUInt64LE(i))); return out; };
+        frames = locateFrames(p, {
+          rows, columns, numberOfFrames,
+          samplesPerPixel: num(ds, '00280002') ?? 1,
+          bitsAllocated: p.pixelData.tag === '7FE00008' ? 32 : p.pixelData.tag === '7FE00009' ? 64 : num(ds, '00280100') ?? 8,
+        }, p.deflated ? () => Buffer.alloc(2) : readHead, eotB64 && eotLenB64 ? { offsets: u64(eotB64), lengths: u64(eotLenB64) } : undefined);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    let render: string | null = null;
+    try {
+      const d = p.pixelData ? describeImage(ds) : null;
+      render = d ? JSON.stringify(d) : null;
+    } catch {
+      render = null; // stored all the same: an archive keeps what it cannot render; rendering answers 4xx
+    }
+
+    const sha256 = await sha256File(file);
+    const size = (await fsp.stat(file)).size;
+    const instanceUrl = `${BASE_TOKEN}/studies/${study}/series/${series}/instances/${p.sopInstanceUID}`;
+    const metadata = JSON.stringify(metadataJson(ds, p, instanceUrl));
+    const blobKey = `${study}/${series}/${p.sopInstanceUID}/${sha256.slice(0, 32)}.dcm`;
+
+    return await exclusive(p.sopInstanceUID, async (): Promise<IngestResult> => {
+      const existing = ctx.index.getInstance(p.sopInstanceUID);
+      const ok = (status: 'stored' | 'identical'): IngestResult => ({ ok: true, status, studyUID: study, seriesUID: series, sopInstanceUID: p.sopInstanceUID, sopClassUID: p.sopClassUID, warning, warningText });
+      if (existing) {
+        if (existing.sha256 === sha256) return ok('identical');
+        return fail(FailureReason.DuplicateSOPInstance, 'an instance with this SOP Instance UID is already stored with different content', p);
+      }
+      await ctx.blobs.commit(file, blobKey);
+      cleanup.splice(cleanup.indexOf(file), 1);
+      let outcome;
+      try {
+        outcome = ctx.index.insert({
+          studyUID: study, seriesUID: series, sopInstanceUID: p.sopInstanceUID, sopClassUID: p.sopClassUID,
+          transferSyntaxUID: p.transferSyntaxUID, instanceNumber: num(ds, '00200013') ?? null, numberOfFrames,
+          rows: rows || null, columns: columns || null, blobKey, size, sha256,
+          studyAttrs: pick(ds, STUDY_LEVEL), seriesAttrs: pick(ds, SERIES_LEVEL),
+          instanceAttrs: { ...searchable(ds), ...pick(ds, INSTANCE_LEVEL) },
+          metadata, frames: JSON.stringify(frames),
+          bulk: JSON.stringify({ deflated: p.deflated, datasetOffset: p.datasetOffset, refs: p.bulk }), render,
+        });
+      } catch (e) {
+        await ctx.blobs.remove(blobKey);
+        if (e instanceof IndexConflict) return fail(FailureReason.DataSetDoesNotMatchSOPClass, e.message, p);
+        throw e;
+      }
+      if (outcome === 'stored') return ok('stored');
+      // Another process indexed the same SOP Instance UID between our check and our insert. Identical content
+      // has the same blob key, so the file just written is the indexed one and stays.
+      if (outcome === 'identical') return ok('identical');
+      await ctx.blobs.remove(blobKey);
+      return fail(FailureReason.DuplicateSOPInstance, 'an instance with this SOP Instance UID is already stored with different content', p);
+    });
+  } finally {
+    await Promise.all(cleanup.map((f) => ctx.blobs.discard(f)));
+  }
+}
+
+/** Ingests a file from disk (tests, the `import` command): copied to staging first, the source is kept. */
+export async function ingestFile(ctx: ServerContext, path: string, expectedStudyUID?: string): Promise<IngestResult> {
+  const staged = ctx.blobs.stagingPath();
+  await fsp.copyFile(path, staged);
+  return ingestStagedFile(ctx, staged, expectedStudyUID);
+}
+
+export { TS };

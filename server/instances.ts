@@ -1,0 +1,98 @@
+/**
+ * Access to stored instances for the retrieve services: the index row with what ingest recorded (parsed once
+ * and kept in a small LRU, since stored instances never change), and the bytes of one frame or bulk value,
+ * read by offset.
+ */
+import * as zlib from 'zlib';
+import { ServerContext } from './context';
+import { checkUID, notFound } from './errors';
+import { FrameLocation } from '../dicom/frames';
+import { BulkRef } from '../dicom/parse';
+
+export interface InstanceInfo {
+  studyUID: string;
+  seriesUID: string;
+  sopInstanceUID: string;
+  sopClassUID: string;
+  transferSyntaxUID: string;
+  numberOfFrames: number;
+  blobKey: string;
+  size: number;
+  sha256: string;
+  frames: FrameLocation[];
+  bulk: { deflated: boolean; datasetOffset: number; refs: BulkRef[] };
+  render: any | null;
+  metadata: string;
+}
+
+const cache = new Map<string, InstanceInfo>();
+const CACHE_MAX = 5000;
+
+function fromRow(row: any): InstanceInfo {
+  return {
+    studyUID: row.study_uid, seriesUID: row.series_uid, sopInstanceUID: row.sop_instance_uid, sopClassUID: row.sop_class_uid,
+    transferSyntaxUID: row.transfer_syntax_uid, numberOfFrames: row.number_of_frames, blobKey: row.blob_key, size: row.size,
+    sha256: row.sha256, frames: JSON.parse(row.frames), bulk: JSON.parse(row.bulk), render: row.render ? JSON.parse(row.render) : null,
+    metadata: row.metadata,
+  };
+}
+
+/** The instance named by the URL; 404 when it is not stored under that study and series. */
+export function getInstance(ctx: ServerContext, study: string, series: string, sop: string): InstanceInfo {
+  checkUID(study, 'Study Instance UID');
+  checkUID(series, 'Series Instance UID');
+  checkUID(sop, 'SOP Instance UID');
+  let info = cache.get(sop);
+  if (!info) {
+    const row = ctx.index.getInstance(sop);
+    if (!row) throw notFound('instance not found');
+    info = fromRow(row);
+    if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
+    cache.set(sop, info);
+  }
+  if (info.studyUID !== study || info.seriesUID !== series) throw notFound('instance not found in this study and series');
+  return info;
+}
+
+export function instancesOf(ctx: ServerContext, study: string, series?: string): InstanceInfo[] {
+  checkUID(study, 'Study Instance UID');
+  if (series !== undefined) checkUID(series, 'Series Instance UID');
+  const rows = series === undefined ? ctx.index.instancesOfStudy(study) : ctx.index.instancesOfSeries(study, series);
+  if (rows.length === 0) throw notFound(series === undefined ? 'study not found' : 'series not found');
+  return rows.map(fromRow);
+}
+
+/** Forget cached rows (used by `verify --repair`). */
+export function clearInstanceCache(): void { cache.clear(); }
+
+async function readRanges(ctx: ServerContext, info: InstanceInfo, ranges: { offset: number; length: number }[]): Promise<Buffer> {
+  if (info.bulk.deflated) {
+    // Deflated transfer syntax: offsets are into the inflated dataset (rare syntax, small files).
+    const file = await ctx.blobs.readAll(info.blobKey);
+    const inflated = zlib.inflateRawSync(file.subarray(info.bulk.datasetOffset), { maxOutputLength: 1024 * 1024 * 1024 });
+    return Buffer.concat(ranges.map((r) => inflated.subarray(r.offset, r.offset + r.length)));
+  }
+  if (ranges.length === 1) return ctx.blobs.read(info.blobKey, ranges[0].offset, ranges[0].length);
+  // Contiguous fragments are read in one go, then their item headers are cut out.
+  const start = ranges[0].offset;
+  const end = ranges[ranges.length - 1].offset + ranges[ranges.length - 1].length;
+  const all = await ctx.blobs.read(info.blobKey, start, end - start);
+  return Buffer.concat(ranges.map((r) => all.subarray(r.offset - start, r.offset - start + r.length)));
+}
+
+/** The bytes of frame `n` (1-based): native pixels or the compressed bitstream (fragments joined). */
+export async function readFrame(ctx: ServerContext, info: InstanceInfo, n: number): Promise<{ data: Buffer; bitOffset?: number }> {
+  const loc = info.frames[n - 1];
+  if (!loc) throw notFound(`frame ${n} does not exist (the instance has ${info.frames.length})`);
+  const data = await readRanges(ctx, info, loc.ranges);
+  return { data, bitOffset: loc.bitOffset };
+}
+
+export async function readBulk(ctx: ServerContext, info: InstanceInfo, ref: BulkRef): Promise<Buffer> {
+  return readRanges(ctx, info, [{ offset: ref.offset, length: ref.length }]);
+}
+
+/** Replaces the base-URL placeholder that ingest wrote into the metadata. */
+export function metadataWithBase(info: InstanceInfo, base: string, token: string): string {
+  return info.metadata.split(token).join(base);
+}

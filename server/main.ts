@@ -1,0 +1,32 @@
+/**
+ * `npm start`: the server on its embedded default (SQLite index + a local folder).
+ */
+import { loadConfig, ConfigError } from './config';
+import { createApp, listen } from './app';
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig(process.argv.slice(2), process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) { console.error(`configuration error: ${e.message}`); process.exit(2); }
+    throw e;
+  }
+  const app = await createApp(config);
+  const server = await listen(app.app, config.port, config.host);
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.port;
+  console.log(`DICOMweb server ready on http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}/dicom-web (data in ${config.dataDir})`);
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    server.close(() => { app.close().then(() => process.exit(0), () => process.exit(1)); });
+    server.closeIdleConnections?.();
+    setTimeout(() => process.exit(0), 10_000).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((e) => { console.error(`failed to start: ${e?.message ?? e}`); process.exit(1); });

@@ -1,0 +1,43 @@
+/**
+ * One rendering task: decode a frame, run the pipeline, encode. Runs in a worker thread (piscina) or, with
+ * RENDER_WORKERS=0, on the main thread. Errors cross the thread boundary as { status, reason }.
+ */
+import { decodeFrame, initCodecs, CodecError } from '../render/codecs';
+import { renderFrame, encodeImage, initRender, RenderError } from '../render';
+import type { ImageDescription, RenderOptions, RenderedMediaType } from '../render';
+
+export interface RenderTask {
+  transferSyntaxUID: string;
+  data: Uint8Array;
+  bitOffset?: number;
+  desc: ImageDescription;
+  frameNumber: number;
+  options: RenderOptions;
+  mediaType: RenderedMediaType;
+  quality?: number;
+}
+
+export type RenderResult = { ok: true; body: Uint8Array } | { ok: false; status: number; reason: string };
+
+let ready: Promise<unknown> | undefined;
+
+export async function renderTask(t: RenderTask): Promise<RenderResult> {
+  if (!ready) ready = Promise.all([initCodecs(), initRender()]);
+  await ready;
+  try {
+    const decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame);
+    const image = renderFrame(t.desc, t.frameNumber, decoded, t.options);
+    const body = encodeImage(image, t.mediaType, { quality: t.quality });
+    return { ok: true, body };
+  } catch (e) {
+    if (e instanceof RenderError) return { ok: false, status: e.status, reason: e.message };
+    if (e instanceof CodecError) {
+      const status = e.code === 'UNSUPPORTED_TRANSFER_SYNTAX' || e.code === 'UNSUPPORTED_PIXEL_FORMAT' ? 406 : 422;
+      return { ok: false, status, reason: `cannot decode this frame: ${e.reason}` };
+    }
+    return { ok: false, status: 500, reason: 'rendering failed' };
+  }
+}
+
+// piscina calls the default export
+export default renderTask;

@@ -1,0 +1,294 @@
+/**
+ * Rendered resources (PS3.18 8.3.5, 9.5 / 10.4.1.1.4): frames/{list}/rendered, instance, series and study
+ * rendered, and thumbnail, with the query parameters `accept`, `window`, `viewport`, `quality`, `annotation`
+ * (PS3.18 8.3.5.1) and this server's overlay switches. Rendering runs in worker threads; results are cached
+ * in memory (bounded in bytes) and carry a strong ETag with long-lived Cache-Control, since stored instances
+ * never change.
+ */
+import express, { Request, Response, NextFunction } from 'express';
+import * as crypto from 'crypto';
+import * as path from 'path';
+import { Piscina } from 'piscina';
+import { ServerContext } from './context';
+import { badRequest, HttpError, notAcceptable, notFound } from './errors';
+import { requestAccept, mediaMatches } from './accept';
+import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
+import { parseFrameList } from './wado';
+import { renderTask, RenderTask, RenderResult } from './render-worker';
+import type { RenderOptions, RenderedMediaType } from '../render';
+
+/** Bumped whenever rendering output changes, so ETags change with it. */
+export const RENDER_VERSION = '1';
+
+// ---------------------------------------------------------------------------------------------
+// Query parameters (PS3.18 8.3.5.1)
+
+export interface RenderedParams {
+  options: RenderOptions;
+  quality?: number;
+  annotation: string[];
+}
+
+const num = (s: string, what: string) => {
+  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(s.trim())) throw badRequest(`${what} must be a number`);
+  return Number(s);
+};
+const single = (v: unknown, name: string): string | undefined => {
+  if (v === undefined) return undefined;
+  if (Array.isArray(v)) { if (v.length !== 1) throw badRequest(`${name} given more than once`); v = v[0]; }
+  if (typeof v !== 'string') throw badRequest(`malformed ${name}`);
+  return v;
+};
+
+export function parseRenderedParams(query: Record<string, unknown>, maxViewport: number, defaults: Partial<RenderOptions> = {}): RenderedParams {
+  const known = new Set(['accept', 'window', 'viewport', 'quality', 'annotation', 'iccprofile', 'overlays', 'overlaycolor', 'charset']);
+  for (const k of Object.keys(query)) if (!known.has(k)) throw badRequest(`unknown query parameter "${k}"`);
+  const options: RenderOptions = { ...defaults };
+
+  const w = single(query.window, 'window');
+  if (w !== undefined) {
+    // window=center,width,function (function: linear | linear-exact | sigmoid; PS3.18 8.3.5.1.4)
+    const parts = w.split(',');
+    if (parts.length < 2 || parts.length > 3) throw badRequest('window must be center,width[,function]');
+    const center = num(parts[0], 'window center');
+    const width = num(parts[1], 'window width');
+    if (!Number.isFinite(center) || !Number.isFinite(width) || Math.abs(center) > 1e9 || width > 1e9) throw badRequest('window center/width out of range');
+    const fn = (parts[2] ?? 'linear').trim().toUpperCase().replace('-', '_');
+    if (fn !== 'LINEAR' && fn !== 'LINEAR_EXACT' && fn !== 'SIGMOID') throw badRequest('window function must be linear, linear-exact or sigmoid');
+    if (fn === 'LINEAR' ? width < 1 : width <= 0) throw badRequest(fn === 'LINEAR' ? 'window width must be at least 1 for linear' : 'window width must be above 0');
+    options.window = { center, width, function: fn };
+  }
+
+  const v = single(query.viewport, 'viewport');
+  if (v !== undefined) {
+    // viewport=vw,vh[,sx,sy,sw,sh] (PS3.18 8.3.5.1.3); empty sx..sh fields take their defaults
+    const parts = v.split(',');
+    if (parts.length !== 2 && parts.length !== 6) throw badRequest('viewport must be vw,vh or vw,vh,sx,sy,sw,sh');
+    const vw = num(parts[0], 'viewport width');
+    const vh = num(parts[1], 'viewport height');
+    if (!Number.isInteger(vw) || !Number.isInteger(vh) || vw < 1 || vh < 1) throw badRequest('viewport width and height must be positive integers');
+    if (vw > maxViewport || vh > maxViewport) throw badRequest(`viewport larger than the ${maxViewport}-pixel limit`);
+    const vp: RenderOptions['viewport'] = { vw, vh };
+    if (parts.length === 6) {
+      const opt = (s: string, what: string) => (s.trim() === '' ? undefined : num(s, what));
+      vp.sx = opt(parts[2], 'viewport sx'); vp.sy = opt(parts[3], 'viewport sy');
+      vp.sw = opt(parts[4], 'viewport sw'); vp.sh = opt(parts[5], 'viewport sh');
+      for (const x of [vp.sx, vp.sy, vp.sw, vp.sh]) if (x !== undefined && (!Number.isFinite(x) || Math.abs(x) > 1e7)) throw badRequest('viewport region out of range');
+    }
+    options.viewport = vp;
+  }
+
+  let quality: number | undefined;
+  const q = single(query.quality, 'quality');
+  if (q !== undefined) {
+    quality = num(q, 'quality');
+    if (!Number.isInteger(quality) || quality < 1 || quality > 100) throw badRequest('quality must be an integer from 1 to 100');
+  }
+
+  const annotation: string[] = [];
+  const a = single(query.annotation, 'annotation');
+  if (a !== undefined) {
+    for (const x of a.split(',')) {
+      const t = x.trim().toLowerCase();
+      if (t !== 'patient' && t !== 'technique') throw badRequest('annotation must be patient and/or technique');
+      annotation.push(t);
+    }
+  }
+  const icc = single(query.iccprofile, 'iccprofile');
+  if (icc !== undefined && !['no', 'yes', 'srgb', 'adobergb', 'rommrgb', 'displayp3'].includes(icc.toLowerCase())) throw badRequest('unknown iccprofile');
+
+  const o = single(query.overlays, 'overlays');
+  if (o !== undefined) {
+    if (o !== 'true' && o !== 'false') throw badRequest('overlays must be true or false');
+    options.overlays = o === 'true';
+  }
+  const oc = single(query.overlaycolor, 'overlaycolor');
+  if (oc !== undefined) {
+    const m = /^#?([0-9a-fA-F]{6})$/.exec(oc);
+    if (!m) throw badRequest('overlaycolor must be six hex digits, e.g. ff0000');
+    const n = parseInt(m[1], 16);
+    options.overlayColor = [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+  }
+  return { options, quality, annotation };
+}
+
+/** PS3.18 8.7.4: rendered media types; image/jpeg is the default, image/png is lossless. */
+export function chooseRenderedType(req: Request): RenderedMediaType {
+  const offered: RenderedMediaType[] = ['image/jpeg', 'image/png'];
+  for (const a of requestAccept(req)) {
+    if (a.type === 'multipart/related') {
+      const t = a.params.type;
+      const hit = offered.find((o) => !t || mediaMatches(t, o));
+      if (hit) return hit;
+      continue;
+    }
+    const hit = offered.find((o) => mediaMatches(a.type, o));
+    if (hit) return hit;
+  }
+  throw notAcceptable('rendered images are available as image/jpeg and image/png');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service: worker pool + byte-bounded cache
+
+class ByteLru {
+  private map = new Map<string, Buffer>();
+  private bytes = 0;
+  constructor(private readonly max: number) {}
+  get(k: string) { const v = this.map.get(k); if (v) { this.map.delete(k); this.map.set(k, v); } return v; }
+  set(k: string, v: Buffer) {
+    if (v.length > this.max / 4) return; // one image never evicts most of the cache
+    const old = this.map.get(k);
+    if (old) { this.bytes -= old.length; this.map.delete(k); }
+    this.map.set(k, v); this.bytes += v.length;
+    while (this.bytes > this.max) {
+      const [fk, fv] = this.map.entries().next().value as [string, Buffer];
+      this.map.delete(fk); this.bytes -= fv.length;
+    }
+  }
+}
+
+export class RenderService {
+  private pool?: Piscina;
+  private cache: ByteLru;
+  constructor(private readonly ctx: ServerContext) { this.cache = new ByteLru(ctx.config.renderCacheBytes); }
+
+  async start() {
+    if (this.ctx.config.renderWorkers > 0) {
+      this.pool = new Piscina({
+        filename: path.join(__dirname, 'render-worker.js'),
+        minThreads: this.ctx.config.renderWorkers,
+        maxThreads: this.ctx.config.renderWorkers,
+        idleTimeout: 60_000,
+      });
+    }
+  }
+
+  async stop() { await this.pool?.destroy(); }
+
+  /** Renders one frame, or answers from the cache. */
+  async render(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType): Promise<Buffer> {
+    const key = etagOf(info, frameNumber, params, mediaType);
+    const hit = this.cache.get(key);
+    if (hit) return hit;
+    if (!info.render) throw new HttpError(406, 'this instance has no renderable pixel data');
+    const f = info.render.frame;
+    if (f.rows * f.columns > this.ctx.config.limits.maxRenderPixels) throw badRequest('frame larger than the rendering pixel limit');
+    const frame = await readFrame(this.ctx, info, frameNumber);
+    const task: RenderTask = {
+      transferSyntaxUID: info.transferSyntaxUID, data: frame.data, bitOffset: frame.bitOffset, desc: info.render, frameNumber,
+      options: params.options, mediaType, quality: params.quality,
+    };
+    const result: RenderResult = this.pool ? await this.pool.run(task) : await renderTask(task);
+    if (!result.ok) throw new HttpError(result.status, result.reason);
+    const body = Buffer.from(result.body.buffer, result.body.byteOffset, result.body.byteLength);
+    this.cache.set(key, body);
+    return body;
+  }
+}
+
+/** Strong validator: same stored bytes + frame + parameters + output type + renderer version = same image. */
+export function etagOf(info: InstanceInfo, frame: number, params: RenderedParams, mediaType: string): string {
+  const h = crypto.createHash('sha256');
+  h.update(`${RENDER_VERSION}|${info.sha256}|${frame}|${mediaType}|${JSON.stringify(params)}`);
+  return `"${h.digest('base64url').slice(0, 32)}"`;
+}
+
+function notModified(req: Request, etag: string): boolean {
+  const inm = req.get('if-none-match');
+  if (!inm) return false;
+  return inm.split(',').map((s) => s.trim().replace(/^W\//, '')).some((t) => t === etag || t === '*');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+type H = (req: Request, res: Response) => Promise<void>;
+const wrap = (h: H) => (req: Request, res: Response, next: NextFunction) => { h(req, res).catch(next); };
+
+const THUMBNAIL_SIZE = 128;
+
+export function renderedRouter(ctx: ServerContext, service: RenderService): express.Router {
+  const r = express.Router();
+  const maxViewport = ctx.config.limits.maxViewport;
+
+  const sendOne = async (req: Request, res: Response, info: InstanceInfo, frame: number, params: RenderedParams) => {
+    const type = chooseRenderedType(req);
+    const etag = etagOf(info, frame, params, type);
+    res.set('ETag', etag);
+    res.set('Cache-Control', 'public, max-age=31536000, immutable');
+    if (params.annotation.length) res.set('Warning', '299 - "annotation is not supported yet; the image carries no annotation"');
+    if (notModified(req, etag)) { res.status(304).end(); return; }
+    const body = await service.render(info, frame, params, type);
+    res.status(200).type(type).send(body);
+  };
+
+  const sendMany = async (req: Request, res: Response, items: Array<{ info: InstanceInfo; frame: number }>, params: RenderedParams) => {
+    const type = chooseRenderedType(req);
+    const bodies = [];
+    for (const it of items) bodies.push(await service.render(it.info, it.frame, params, type));
+    const b = crypto.randomBytes(16).toString('hex');
+    const chunks: Buffer[] = [];
+    for (const body of bodies) chunks.push(Buffer.from(`--${b}\r\nContent-Type: ${type}\r\n\r\n`), body, Buffer.from('\r\n'));
+    chunks.push(Buffer.from(`--${b}--\r\n`));
+    res.set('Cache-Control', 'public, max-age=31536000, immutable');
+    res.status(200).set('Content-Type', `multipart/related; type="${type}"; boundary=${b}`).send(Buffer.concat(chunks));
+  };
+
+  const inst = (req: Request) => getInstance(ctx, String(req.params.study), String(req.params.series), String(req.params.sop));
+  const renderable = (list: InstanceInfo[]) => {
+    const ok = list.filter((i) => i.render && i.frames.length > 0);
+    if (ok.length === 0) throw notFound('no renderable instance here');
+    return ok;
+  };
+
+  r.get('/studies/:study/series/:series/instances/:sop/frames/:frames/rendered', wrap(async (req, res) => {
+    const info = inst(req);
+    if (!info.render || info.frames.length === 0) throw new HttpError(406, 'this instance has no renderable pixel data');
+    const frames = parseFrameList(String(req.params.frames), info.frames.length);
+    const params = parseRenderedParams(req.query, maxViewport);
+    if (frames.length === 1) return sendOne(req, res, info, frames[0], params);
+    return sendMany(req, res, frames.map((frame) => ({ info, frame })), params);
+  }));
+
+  // Instance rendered: a single-frame instance is one image; a multi-frame one is one image per frame, as
+  // multipart/related, when the client accepts multipart, else its first frame.
+  r.get('/studies/:study/series/:series/instances/:sop/rendered', wrap(async (req, res) => {
+    const info = inst(req);
+    if (!info.render || info.frames.length === 0) throw new HttpError(406, 'this instance has no renderable pixel data');
+    const params = parseRenderedParams(req.query, maxViewport);
+    const multipart = requestAccept(req).some((a) => a.type === 'multipart/related');
+    if (info.frames.length > 1 && multipart) return sendMany(req, res, info.frames.map((_, i) => ({ info, frame: i + 1 })), params);
+    return sendOne(req, res, info, 1, params);
+  }));
+
+  // Series and study rendered: the first frame of each renderable instance, as multipart/related.
+  r.get('/studies/:study/series/:series/rendered', wrap(async (req, res) => {
+    const list = renderable(instancesOf(ctx, String(req.params.study), String(req.params.series)));
+    await sendMany(req, res, list.map((info) => ({ info, frame: 1 })), parseRenderedParams(req.query, maxViewport));
+  }));
+  r.get('/studies/:study/rendered', wrap(async (req, res) => {
+    const list = renderable(instancesOf(ctx, String(req.params.study)));
+    await sendMany(req, res, list.map((info) => ({ info, frame: 1 })), parseRenderedParams(req.query, maxViewport));
+  }));
+
+  // Thumbnails (PS3.18 10.4.1.1.5 / 9.5): a representative image fitted in 128x128 unless a viewport is given.
+  // Representative: the middle frame of the middle renderable instance (instances ordered by Instance Number).
+  const thumb = async (req: Request, res: Response, list: InstanceInfo[]) => {
+    const ok = renderable(list);
+    const info = ok[Math.floor((ok.length - 1) / 2)];
+    const params = parseRenderedParams(req.query, maxViewport, { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } });
+    await sendOne(req, res, info, Math.floor((info.frames.length - 1) / 2) + 1, params);
+  };
+  r.get('/studies/:study/thumbnail', wrap(async (req, res) => thumb(req, res, instancesOf(ctx, String(req.params.study)))));
+  r.get('/studies/:study/series/:series/thumbnail', wrap(async (req, res) =>
+    thumb(req, res, instancesOf(ctx, String(req.params.study), String(req.params.series)))));
+  r.get('/studies/:study/series/:series/instances/:sop/thumbnail', wrap(async (req, res) => thumb(req, res, [inst(req)])));
+  r.get('/studies/:study/series/:series/instances/:sop/frames/:frames/thumbnail', wrap(async (req, res) => {
+    const info = inst(req);
+    const frames = parseFrameList(String(req.params.frames), info.frames.length);
+    const params = parseRenderedParams(req.query, maxViewport, { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } });
+    await sendOne(req, res, info, frames[0], params);
+  }));
+  return r;
+}

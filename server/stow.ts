@@ -1,0 +1,105 @@
+/**
+ * STOW-RS (PS3.18 10.5): POST /studies and /studies/{study} with multipart/related; type="application/dicom".
+ * Each part is staged to disk as it streams in, then ingested (server/ingest.ts). The store response lists
+ * what was stored (ReferencedSOPSequence) and what failed (FailedSOPSequence).
+ */
+import express, { Request, Response, NextFunction } from 'express';
+import { ServerContext } from './context';
+import { checkUID, notAcceptable, unsupportedMediaType } from './errors';
+import { parseMediaType, readMultipart } from './multipart';
+import { ingestStagedFile, IngestResult, FailureReason } from './ingest';
+import { baseUrl, sendDicomJson } from './http';
+import { JsonDataset } from '../dicom/json';
+
+const ReferencedSOPClassUID = '00081150';
+const ReferencedSOPInstanceUID = '00081155';
+const RetrieveURL = '00081190';
+const FailureReasonTag = '00081197';
+const WarningReasonTag = '00081196';
+const FailedSOPSequence = '00081198';
+const ReferencedSOPSequence = '00081199';
+const ErrorComment = '00000902'; // LO: a readable reason beside the code (64 characters at most)
+
+export function stowRouter(ctx: ServerContext): express.Router {
+  const router = express.Router();
+  const handler = async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const study = req.params.study !== undefined ? checkUID(String(req.params.study), 'Study Instance UID') : undefined;
+      const accept = req.get('accept');
+      if (accept && !/application\/dicom\+json|application\/json|\*\/\*|application\/\*/i.test(accept)) {
+        throw notAcceptable('the store response is available as application/dicom+json only');
+      }
+      const ct = parseMediaType(req.get('content-type'));
+      if (!ct || ct.type !== 'multipart/related') throw unsupportedMediaType('STOW-RS takes multipart/related; type="application/dicom"');
+      const partType = (ct.params.type ?? '').toLowerCase();
+      if (partType && partType !== 'application/dicom') {
+        throw unsupportedMediaType(`multipart/related type "${partType}" is not supported; send type="application/dicom"`);
+      }
+      const base = baseUrl(req, ctx); // before the body is read: the socket may be gone after
+      const results: IngestResult[] = [];
+      await readMultipart(req, ct.params.boundary ?? '', ctx.config.limits, () => ctx.blobs.stagingPath(), async (part) => {
+        const type = parseMediaType(part.headers['content-type'])?.type ?? partType ?? 'application/dicom';
+        if (part.refused) {
+          results.push({ ok: false, failureReason: FailureReason.OutOfResources, reason: part.refused });
+          return;
+        }
+        if (type && type !== 'application/dicom') {
+          if (part.path) await ctx.blobs.discard(part.path);
+          results.push({ ok: false, failureReason: FailureReason.CannotUnderstand, reason: `part of type ${type} is not application/dicom` });
+          return;
+        }
+        results.push(await ingestStagedFile(ctx, part.path!, study));
+      });
+      const response: JsonDataset = {};
+      const stored = results.filter((r) => r.ok);
+      const failed = results.filter((r) => !r.ok);
+      if (study) response[RetrieveURL] = { vr: 'UR', Value: [`${base}/studies/${study}`] };
+      else {
+        const studies = new Set(stored.map((r) => (r.ok ? r.studyUID : '')));
+        if (studies.size === 1) response[RetrieveURL] = { vr: 'UR', Value: [`${base}/studies/${[...studies][0]}`] };
+      }
+      if (failed.length) {
+        response[FailedSOPSequence] = {
+          vr: 'SQ',
+          Value: failed.map((r) => {
+            const item: JsonDataset = {};
+            if (!r.ok) {
+              if (r.sopClassUID) item[ReferencedSOPClassUID] = { vr: 'UI', Value: [r.sopClassUID] };
+              if (r.sopInstanceUID) item[ReferencedSOPInstanceUID] = { vr: 'UI', Value: [r.sopInstanceUID] };
+              item[FailureReasonTag] = { vr: 'US', Value: [r.failureReason] };
+              item[ErrorComment] = { vr: 'LO', Value: [r.reason.slice(0, 64)] };
+            }
+            return item;
+          }),
+        };
+      }
+      if (stored.length) {
+        response[ReferencedSOPSequence] = {
+          vr: 'SQ',
+          Value: stored.map((r) => {
+            const item: JsonDataset = {};
+            if (r.ok) {
+              item[ReferencedSOPClassUID] = { vr: 'UI', Value: [r.sopClassUID] };
+              item[ReferencedSOPInstanceUID] = { vr: 'UI', Value: [r.sopInstanceUID] };
+              item[RetrieveURL] = { vr: 'UR', Value: [`${base}/studies/${r.studyUID}/series/${r.seriesUID}/instances/${r.sopInstanceUID}`] };
+              if (r.warning) {
+                item[WarningReasonTag] = { vr: 'US', Value: [r.warning] };
+                if (r.warningText) item[ErrorComment] = { vr: 'LO', Value: [r.warningText.slice(0, 64)] };
+              }
+            }
+            return item;
+          }),
+        };
+      }
+      // PS3.18 10.5.3: 200 all stored, 202 some stored (or stored with warnings), 409 none stored.
+      const warned = stored.some((r) => r.ok && r.warning);
+      const status = stored.length === 0 ? 409 : failed.length || warned ? 202 : 200;
+      sendDicomJson(res, response, status);
+    } catch (e) {
+      next(e);
+    }
+  };
+  router.post('/studies', handler);
+  router.post('/studies/:study', handler);
+  return router;
+}

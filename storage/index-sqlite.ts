@@ -1,0 +1,225 @@
+/**
+ * The SQLite index: one row per study, series and instance, written in one transaction per instance.
+ * Besides the QIDO columns it keeps, per instance, what ingest computed so requests never re-parse the file:
+ * the DICOM JSON metadata, frame byte ranges, bulk data ranges and the rendering description.
+ */
+import Database from 'better-sqlite3';
+import * as path from 'path';
+import * as fs from 'fs';
+import { JsonDataset } from '../dicom/json';
+
+export interface InstanceRecord {
+  studyUID: string;
+  seriesUID: string;
+  sopInstanceUID: string;
+  sopClassUID: string;
+  transferSyntaxUID: string;
+  instanceNumber: number | null;
+  numberOfFrames: number;
+  rows: number | null;
+  columns: number | null;
+  blobKey: string;
+  size: number;
+  sha256: string;
+  /** study / series / instance level attributes (DICOM JSON) */
+  studyAttrs: JsonDataset;
+  seriesAttrs: JsonDataset;
+  instanceAttrs: JsonDataset;
+  /** JSON text of the full metadata with BulkDataURI placeholders */
+  metadata: string;
+  /** JSON text: FrameLocation[] */
+  frames: string;
+  /** JSON text: BulkRef[] (+ deflated flag) */
+  bulk: string;
+  /** JSON text: the rendering library's ImageDescription, or null */
+  render: string | null;
+}
+
+export interface StoredInstance {
+  study_uid: string;
+  series_uid: string;
+  sop_instance_uid: string;
+  sop_class_uid: string;
+  transfer_syntax_uid: string;
+  number_of_frames: number;
+  blob_key: string;
+  size: number;
+  sha256: string;
+}
+
+export type InsertOutcome = 'stored' | 'identical' | 'conflict';
+
+/** Normalised person name for fuzzy matching: upper case, accents removed, components space separated. */
+export function fuzzyName(pn: string | undefined): string {
+  if (!pn) return '';
+  return pn.normalize('NFD').replace(/[\u0300-\u036f]/g, '').toUpperCase().replace(/[\^=,]+/g, ' ').replace(/\s+/g, ' ').trim();
+}
+
+function first(ds: JsonDataset, tag: string): any {
+  const v = ds[tag]?.Value?.[0];
+  if (v && typeof v === 'object' && 'Alphabetic' in (v as any)) return (v as any).Alphabetic;
+  return v ?? null;
+}
+
+function multi(ds: JsonDataset, tag: string): string | null {
+  const v = ds[tag]?.Value;
+  return v && v.length ? v.map((x) => (x && typeof x === 'object' ? (x as any).Alphabetic ?? '' : x ?? '')).join('\\') : null;
+}
+
+const SCHEMA = `
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS studies (
+  study_uid TEXT PRIMARY KEY,
+  patient_name TEXT, patient_name_fuzzy TEXT, patient_id TEXT, patient_birth_date TEXT, patient_sex TEXT,
+  study_date TEXT, study_time TEXT, accession_number TEXT, study_id TEXT, study_description TEXT,
+  referring_physician_name TEXT, referring_physician_name_fuzzy TEXT,
+  modalities TEXT, sop_classes TEXT,
+  num_series INTEGER NOT NULL DEFAULT 0, num_instances INTEGER NOT NULL DEFAULT 0,
+  attrs TEXT NOT NULL, updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS studies_patient_name ON studies(patient_name_fuzzy);
+CREATE INDEX IF NOT EXISTS studies_patient_id ON studies(patient_id);
+CREATE INDEX IF NOT EXISTS studies_study_date ON studies(study_date, study_time);
+CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession_number);
+CREATE INDEX IF NOT EXISTS studies_updated ON studies(updated_at);
+CREATE TABLE IF NOT EXISTS series (
+  series_uid TEXT PRIMARY KEY,
+  study_uid TEXT NOT NULL REFERENCES studies(study_uid),
+  modality TEXT, series_number INTEGER, series_description TEXT, series_date TEXT, series_time TEXT,
+  body_part_examined TEXT, pps_start_date TEXT, pps_start_time TEXT,
+  num_instances INTEGER NOT NULL DEFAULT 0,
+  attrs TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS series_study ON series(study_uid);
+CREATE INDEX IF NOT EXISTS series_modality ON series(modality);
+CREATE TABLE IF NOT EXISTS instances (
+  sop_instance_uid TEXT PRIMARY KEY,
+  series_uid TEXT NOT NULL REFERENCES series(series_uid),
+  study_uid TEXT NOT NULL REFERENCES studies(study_uid),
+  sop_class_uid TEXT NOT NULL, transfer_syntax_uid TEXT NOT NULL,
+  instance_number INTEGER, number_of_frames INTEGER NOT NULL, rows INTEGER, columns INTEGER,
+  blob_key TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, sha256 TEXT NOT NULL, stored_at INTEGER NOT NULL,
+  attrs TEXT NOT NULL, metadata TEXT NOT NULL, frames TEXT NOT NULL, bulk TEXT NOT NULL, render TEXT
+);
+CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid, instance_number);
+CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
+CREATE INDEX IF NOT EXISTS instances_sop_class ON instances(sop_class_uid);
+`;
+
+export class SqliteIndex {
+  readonly db: Database.Database;
+  private readonly stmts: Record<string, Database.Statement>;
+
+  constructor(dataDir: string | ':memory:') {
+    if (dataDir !== ':memory:') fs.mkdirSync(dataDir, { recursive: true });
+    this.db = new Database(dataDir === ':memory:' ? ':memory:' : path.join(dataDir, 'index.sqlite'));
+    this.db.exec(SCHEMA);
+    const p = (sql: string) => this.db.prepare(sql);
+    this.stmts = {
+      getInstance: p('SELECT * FROM instances WHERE sop_instance_uid = ?'),
+      insertInstance: p(`INSERT INTO instances (sop_instance_uid, series_uid, study_uid, sop_class_uid, transfer_syntax_uid,
+        instance_number, number_of_frames, rows, columns, blob_key, size, sha256, stored_at, attrs, metadata, frames, bulk, render)
+        VALUES (@sop, @series, @study, @sopClass, @ts, @instanceNumber, @frames_n, @rows, @columns, @blobKey, @size, @sha256,
+        @storedAt, @attrs, @metadata, @frames, @bulk, @render)`),
+      upsertStudy: p(`INSERT INTO studies (study_uid, patient_name, patient_name_fuzzy, patient_id, patient_birth_date, patient_sex,
+        study_date, study_time, accession_number, study_id, study_description, referring_physician_name,
+        referring_physician_name_fuzzy, attrs, updated_at)
+        VALUES (@study, @patientName, @patientNameFuzzy, @patientId, @birthDate, @sex, @studyDate, @studyTime, @accession,
+        @studyId, @studyDescription, @referring, @referringFuzzy, @attrs, @now)
+        ON CONFLICT(study_uid) DO UPDATE SET updated_at = excluded.updated_at`),
+      upsertSeries: p(`INSERT INTO series (series_uid, study_uid, modality, series_number, series_description, series_date,
+        series_time, body_part_examined, pps_start_date, pps_start_time, attrs)
+        VALUES (@series, @study, @modality, @seriesNumber, @seriesDescription, @seriesDate, @seriesTime, @bodyPart, @ppsDate,
+        @ppsTime, @attrs)
+        ON CONFLICT(series_uid) DO NOTHING`),
+      countSeries: p(`UPDATE series SET num_instances = (SELECT count(*) FROM instances WHERE series_uid = @series) WHERE series_uid = @series`),
+      countStudy: p(`UPDATE studies SET
+        num_instances = (SELECT count(*) FROM instances WHERE study_uid = @study),
+        num_series = (SELECT count(*) FROM series WHERE study_uid = @study),
+        modalities = (SELECT group_concat(m, '\\') FROM (SELECT DISTINCT modality AS m FROM series WHERE study_uid = @study AND modality IS NOT NULL ORDER BY modality)),
+        sop_classes = (SELECT group_concat(c, '\\') FROM (SELECT DISTINCT sop_class_uid AS c FROM instances WHERE study_uid = @study ORDER BY c))
+        WHERE study_uid = @study`),
+      getSeries: p('SELECT * FROM series WHERE series_uid = ?'),
+      getStudy: p('SELECT * FROM studies WHERE study_uid = ?'),
+      instancesOfStudy: p('SELECT * FROM instances WHERE study_uid = ? ORDER BY series_uid, instance_number, sop_instance_uid'),
+      instancesOfSeries: p('SELECT * FROM instances WHERE study_uid = ? AND series_uid = ? ORDER BY instance_number, sop_instance_uid'),
+      allBlobKeys: p('SELECT sop_instance_uid, blob_key, size, sha256 FROM instances'),
+      deleteInstance: p('DELETE FROM instances WHERE sop_instance_uid = ?'),
+      deleteEmptySeries: p('DELETE FROM series WHERE series_uid = ? AND NOT EXISTS (SELECT 1 FROM instances WHERE series_uid = ?)'),
+      deleteEmptyStudy: p('DELETE FROM studies WHERE study_uid = ? AND NOT EXISTS (SELECT 1 FROM series WHERE study_uid = ?)'),
+    };
+  }
+
+  close() { this.db.close(); }
+
+  getInstance(sop: string): any { return this.stmts.getInstance.get(sop); }
+  getSeries(series: string): any { return this.stmts.getSeries.get(series); }
+  getStudy(study: string): any { return this.stmts.getStudy.get(study); }
+  instancesOfStudy(study: string): any[] { return this.stmts.instancesOfStudy.all(study); }
+  instancesOfSeries(study: string, series: string): any[] { return this.stmts.instancesOfSeries.all(study, series); }
+  allBlobKeys(): Array<{ sop_instance_uid: string; blob_key: string; size: number; sha256: string }> {
+    return this.stmts.allBlobKeys.all() as any;
+  }
+
+  /**
+   * Indexes one instance in a single transaction. The duplicate rule: an instance whose SOP Instance UID is
+   * already indexed is not written again; the same bytes (same SHA-256) count as stored ('identical'),
+   * different bytes are refused ('conflict') and the stored instance is kept.
+   */
+  insert(r: InstanceRecord): InsertOutcome {
+    const tx = this.db.transaction((): InsertOutcome => {
+      const existing = this.stmts.getInstance.get(r.sopInstanceUID) as any;
+      if (existing) return existing.sha256 === r.sha256 ? 'identical' : 'conflict';
+      const s = r.studyAttrs;
+      const now = Date.now();
+      this.stmts.upsertStudy.run({
+        study: r.studyUID, patientName: first(s, '00100010'), patientNameFuzzy: fuzzyName(first(s, '00100010') ?? undefined),
+        patientId: first(s, '00100020'), birthDate: first(s, '00100030'), sex: first(s, '00100040'),
+        studyDate: first(s, '00080020'), studyTime: first(s, '00080030'), accession: first(s, '00080050'),
+        studyId: first(s, '00200010'), studyDescription: first(s, '00081030'), referring: first(s, '00080090'),
+        referringFuzzy: fuzzyName(first(s, '00080090') ?? undefined), attrs: JSON.stringify(s), now,
+      });
+      const se = r.seriesAttrs;
+      this.stmts.upsertSeries.run({
+        series: r.seriesUID, study: r.studyUID, modality: first(se, '00080060'), seriesNumber: numOrNull(first(se, '00200011')),
+        seriesDescription: first(se, '0008103E'), seriesDate: first(se, '00080021'), seriesTime: first(se, '00080031'),
+        bodyPart: first(se, '00180015'), ppsDate: first(se, '00400244'), ppsTime: first(se, '00400245'), attrs: JSON.stringify(se),
+      });
+      const seriesRow = this.stmts.getSeries.get(r.seriesUID) as any;
+      if (seriesRow.study_uid !== r.studyUID) throw new IndexConflict('Series Instance UID already belongs to another study');
+      this.stmts.insertInstance.run({
+        sop: r.sopInstanceUID, series: r.seriesUID, study: r.studyUID, sopClass: r.sopClassUID, ts: r.transferSyntaxUID,
+        instanceNumber: r.instanceNumber, frames_n: r.numberOfFrames, rows: r.rows, columns: r.columns, blobKey: r.blobKey,
+        size: r.size, sha256: r.sha256, storedAt: now, attrs: JSON.stringify(r.instanceAttrs), metadata: r.metadata,
+        frames: r.frames, bulk: r.bulk, render: r.render,
+      });
+      this.stmts.countSeries.run({ series: r.seriesUID });
+      this.stmts.countStudy.run({ study: r.studyUID });
+      return 'stored';
+    });
+    return tx.immediate();
+  }
+
+  /** Removes an instance's index rows (used by `verify --repair` for rows whose blob is gone). */
+  removeInstance(sop: string): void {
+    const tx = this.db.transaction(() => {
+      const row = this.stmts.getInstance.get(sop) as any;
+      if (!row) return;
+      this.stmts.deleteInstance.run(sop);
+      this.stmts.deleteEmptySeries.run(row.series_uid, row.series_uid);
+      this.stmts.countSeries.run({ series: row.series_uid });
+      this.stmts.deleteEmptyStudy.run(row.study_uid, row.study_uid);
+      this.stmts.countStudy.run({ study: row.study_uid });
+    });
+    tx.immediate();
+  }
+}
+
+export class IndexConflict extends Error {}
+
+function numOrNull(v: any): number | null {
+  const n = typeof v === 'number' ? v : Number(v);
+  return v === null || v === undefined || !Number.isFinite(n) ? null : n;
+}
