@@ -17,6 +17,7 @@ export interface FrameGeometry {
   samplesPerPixel: number;
   bitsAllocated: number;
   numberOfFrames: number;
+  photometricInterpretation?: string;
 }
 
 const SOI_JPEG = 0xffd8;
@@ -34,7 +35,9 @@ export function locateFrames(p: ParsedInstance, g: FrameGeometry, readHead: (off
   if (!px || g.rows <= 0 || g.columns <= 0) return [];
   const n = Math.max(1, g.numberOfFrames);
   if (!px.encapsulated) {
-    const bitsPerFrame = g.rows * g.columns * g.samplesPerPixel * g.bitsAllocated;
+    // Native YBR_FULL_422 keeps two samples per pixel: Y Y Cb Cr per pair of pixels (PS3.3 C.7.6.3.1.2).
+    const samples = g.photometricInterpretation === 'YBR_FULL_422' && g.samplesPerPixel === 3 ? 2 : g.samplesPerPixel;
+    const bitsPerFrame = g.rows * g.columns * samples * g.bitsAllocated;
     const frames: FrameLocation[] = [];
     for (let i = 0; i < n; i++) {
       const bitStart = i * bitsPerFrame;

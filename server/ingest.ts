@@ -168,6 +168,7 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
         frames = locateFrames(p, {
           rows, columns, numberOfFrames,
           samplesPerPixel: num(ds, '00280002') ?? 1,
+          photometricInterpretation: String(ds['00280004']?.Value?.[0] ?? ''),
           bitsAllocated: p.pixelData.tag === '7FE00008' ? 32 : p.pixelData.tag === '7FE00009' ? 64 : num(ds, '00280100') ?? 8,
         }, p.deflated ? () => Buffer.alloc(2) : readHead, eotB64 && eotLenB64 ? { offsets: u64(eotB64), lengths: u64(eotLenB64) } : undefined);
       } finally {

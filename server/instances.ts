@@ -25,8 +25,14 @@ export interface InstanceInfo {
   metadata: string;
 }
 
-const cache = new Map<string, InstanceInfo>();
+// Per server (several may share a process, e.g. in tests): SOP Instance UID -> parsed row.
+const caches = new WeakMap<ServerContext, Map<string, InstanceInfo>>();
 const CACHE_MAX = 5000;
+function cacheOf(ctx: ServerContext) {
+  let c = caches.get(ctx);
+  if (!c) { c = new Map(); caches.set(ctx, c); }
+  return c;
+}
 
 function fromRow(row: any): InstanceInfo {
   return {
@@ -42,6 +48,7 @@ export function getInstance(ctx: ServerContext, study: string, series: string, s
   checkUID(study, 'Study Instance UID');
   checkUID(series, 'Series Instance UID');
   checkUID(sop, 'SOP Instance UID');
+  const cache = cacheOf(ctx);
   let info = cache.get(sop);
   if (!info) {
     const row = ctx.index.getInstance(sop);
@@ -63,7 +70,7 @@ export function instancesOf(ctx: ServerContext, study: string, series?: string):
 }
 
 /** Forget cached rows (used by `verify --repair`). */
-export function clearInstanceCache(): void { cache.clear(); }
+export function clearInstanceCache(ctx: ServerContext): void { caches.delete(ctx); }
 
 async function readRanges(ctx: ServerContext, info: InstanceInfo, ranges: { offset: number; length: number }[]): Promise<Buffer> {
   if (info.bulk.deflated) {
