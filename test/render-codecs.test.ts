@@ -276,8 +276,56 @@ describe('HTJ2K (no corpus file: encode MR_small with OpenJPH)', () => {
     for (const uid of [TransferSyntax.HTJ2KLossless, TransferSyntax.HTJ2KLosslessRPCL, TransferSyntax.HTJ2K]) {
       expectIdentical(decodeFrame(uid, { data: encoded }, image.info), original);
     }
-    // A JPEG 2000 decoder reads the same Part 1 codestream syntax but not the HT block coder; it must fail cleanly.
     expectCodecError(() => decodeFrame(TransferSyntax.HTJ2K, { data: encoded.subarray(0, 60) }, image.info));
+  });
+
+  test('colour with the reversible colour transform (YBR_RCT) comes back as the original RGB', () => {
+    const image = readCorpusImage('SC_rgb.dcm');
+    const original = decodeFrame(image.transferSyntaxUID, image.frames[0], image.info);
+    const ojph = openjphModule();
+    const encoder = new ojph.HTJ2KEncoder();
+    let encoded: Uint8Array;
+    try {
+      encoder.getDecodedBuffer({ width: 100, height: 100, bitsPerSample: 8, componentCount: 3, isSigned: false, isUsingColorTransform: true }).set(original.pixels);
+      encoder.encode();
+      encoded = encoder.getEncodedBuffer().slice();
+    } finally {
+      encoder.delete();
+    }
+    const decoded = decodeFrame(TransferSyntax.HTJ2KLossless, { data: encoded }, { ...image.info, photometricInterpretation: 'YBR_RCT' });
+    expect(decoded.photometricInterpretation).toBe('RGB');
+    expectIdentical(decoded, original);
+  });
+});
+
+describe('threads', () => {
+  test('each worker thread loads its own codecs and decodes', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const codecs = require.resolve('../render/codecs');
+    const helper = require.resolve('./helpers/codecs-corpus');
+    const source = `
+      const { parentPort } = require('node:worker_threads');
+      const { initCodecs, decodeFrame } = require(${JSON.stringify(codecs)});
+      const { readCorpusImage } = require(${JSON.stringify(helper)});
+      (async () => {
+        await Promise.all([initCodecs(), initCodecs()]);
+        const lengths = ['693_J2KR.dcm', 'MR_small_jpeg_ls_lossless.dcm', 'JPGExtended.dcm', 'SC_rgb_jpeg_dcmtk.dcm'].map((name) => {
+          const image = readCorpusImage(name);
+          return decodeFrame(image.transferSyntaxUID, image.frames[0], image.info).pixels.length;
+        });
+        parentPort.postMessage(lengths);
+      })().catch((err) => parentPort.postMessage(String(err)));`;
+    const run = () =>
+      new Promise<unknown>((resolve, reject) => {
+        const worker = new Worker(source, { eval: true });
+        worker.once('message', (message) => {
+          void worker.terminate();
+          resolve(message);
+        });
+        worker.once('error', reject);
+      });
+    const results = await Promise.all([run(), run()]);
+    for (const lengths of results) expect(lengths).toEqual([512 * 512, 64 * 64, 256 * 1024, 100 * 100 * 3]);
   });
 });
 

@@ -4,14 +4,15 @@
  * .4.51):
  *   SOF3 (lossless, Huffman)            -> jpeg-lossless-decoder-js (pure JS; handles predictors 1..7, 2..16 bits)
  *   SOF0/1/2, 8-bit                     -> libjpeg-turbo 8-bit (cornerstone wasm); YCbCr is converted to RGB
- *   SOF1, 12-bit (Process 4)            -> libjpeg-turbo 12-bit inside dcmjs-codecs (cornerstone's own wasm is 8-bit
+ *   SOF1/2, 12-bit (Process 4)          -> libjpeg-turbo 12-bit inside dcmjs-codecs (cornerstone's own wasm is 8-bit
  *                                          only; its dicom-image-loader falls back to a vendored pdf.js decoder)
+ *   SOF3 colour above 8 bits            -> libjpeg in dcmjs-codecs as well
  */
 import type { DecodedFrame, FrameBytes } from '../types';
 import { CodecError, codecFailure } from './errors';
 import { decodedFrame, fullResolutionName, requireCompressible, requireDimensions, requireEndMarker, storedFromCodec } from './frame';
 import type { PixelLayout } from './samples';
-import { dcmjsCodecsLibrary, withDecoder } from './wasm';
+import { dcmjsCodecsFailed, dcmjsCodecsLibrary, withDecoder } from './wasm';
 
 // The package ships no type declarations; this is the one call we make.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -80,7 +81,7 @@ export function decodeJpeg(frame: FrameBytes, layout: PixelLayout): DecodedFrame
   if (sof.marker === 0xc3) return decodeLossless(data, layout, sof);
   const huffmanDct = sof.marker === 0xc0 || sof.marker === 0xc1 || sof.marker === 0xc2;
   if (huffmanDct && sof.precision === 8) return decodeTurbo8(data, layout);
-  if ((sof.marker === 0xc1 || sof.marker === 0xc2) && sof.precision === 12) return decode12(data, layout);
+  if ((sof.marker === 0xc1 || sof.marker === 0xc2) && sof.precision === 12) return decodeLibjpeg(data, layout, 12);
   throw new CodecError('UNSUPPORTED_PIXEL_FORMAT', `JPEG process SOF${sof.marker - 0xc0} with ${sof.precision}-bit samples is not supported`);
 }
 
@@ -96,37 +97,42 @@ function decodeTurbo8(data: Uint8Array, layout: PixelLayout): DecodedFrame {
   });
 }
 
-function decode12(data: Uint8Array, layout: PixelLayout): DecodedFrame {
+/**
+ * libjpeg-turbo's 12-bit build in dcmjs-codecs (it also decodes lossless SOF3 of any precision and component count,
+ * which we use where the JS lossless decoder has no support: colour above 8 bits).
+ */
+function decodeLibjpeg(data: Uint8Array, layout: PixelLayout, precision: number): DecodedFrame {
   const { Context, NativeCodecs } = dcmjsCodecsLibrary();
   let output: Uint8Array | undefined;
   try {
     const context = new Context({
       width: layout.columns,
       height: layout.rows,
-      bitsAllocated: 16,
-      bitsStored: 12,
+      bitsAllocated: precision > 8 ? 16 : 8,
+      bitsStored: precision,
       samplesPerPixel: layout.samplesPerPixel,
       pixelRepresentation: layout.signed ? 1 : 0,
       planarConfiguration: 0,
       photometricInterpretation: layout.photometricInterpretation,
       encodedBuffer: data,
     });
-    const decoded = NativeCodecs.decodeJpeg(context, { convertColorspaceToRgb: layout.samplesPerPixel === 3 });
+    const lossy = precision === 12;
+    const decoded = NativeCodecs.decodeJpeg(context, { convertColorspaceToRgb: lossy && layout.samplesPerPixel === 3 });
     output = decoded.getDecodedBuffer() as Uint8Array | undefined;
   } catch (err) {
-    throw codecFailure('JPEG 12-bit', err);
+    dcmjsCodecsFailed();
+    throw codecFailure('libjpeg', err);
   }
-  if (!output) throw new CodecError('CORRUPT_BITSTREAM', 'JPEG 12-bit decoder produced no pixels');
-  const pixels = storedFromCodec('libjpeg 12-bit', layout, output, true);
-  return decodedFrame(layout, pixels, layout.samplesPerPixel === 3 ? 'RGB' : layout.photometricInterpretation);
+  if (!output) throw new CodecError('CORRUPT_BITSTREAM', 'libjpeg produced no pixels');
+  const pixels = storedFromCodec('libjpeg', layout, output, true);
+  const converted = precision === 12 && layout.samplesPerPixel === 3;
+  return decodedFrame(layout, pixels, converted ? 'RGB' : fullResolutionName(layout.photometricInterpretation));
 }
 
 function decodeLossless(data: Uint8Array, layout: PixelLayout, sof: JpegFrameHeader): DecodedFrame {
   if (sof.precision < 2 || sof.precision > 16) throw new CodecError('CORRUPT_BITSTREAM', 'JPEG lossless precision out of range');
   // The JS decoder only interleaves three components for 8-bit samples.
-  if (layout.samplesPerPixel === 3 && sof.precision > 8) {
-    throw new CodecError('UNSUPPORTED_PIXEL_FORMAT', 'JPEG lossless colour above 8 bits is not supported');
-  }
+  if (layout.samplesPerPixel === 3 && sof.precision > 8) return decodeLibjpeg(data, layout, sof.precision);
   let output: Uint8Array | Uint16Array;
   try {
     output = new LosslessDecoder().decode(data.buffer, data.byteOffset, data.length, sof.precision > 8 ? 2 : 1);

@@ -106,6 +106,9 @@ async function loadDcmjsCodecs(): Promise<void> {
   dcmjsCodecs = lib;
 }
 
+/** Heap size beyond which a failed decode replaces the emscripten instance (see withDecoder). */
+const EMSCRIPTEN_HEAP_LIMIT = 512 * 1024 * 1024;
+
 let initPromise: Promise<void> | undefined;
 
 /**
@@ -156,7 +159,11 @@ export function withDecoder<T>(name: EmscriptenCodec, use: (decoder: EmbindDecod
   } catch (err) {
     if (err instanceof CodecError) throw err;
     // An emscripten abort surfaces as a WebAssembly.RuntimeError; the instance's state is undefined from now on.
-    if (entry.dead || (err instanceof Error && err.name === 'RuntimeError')) {
+    // A C++ exception leaves its object (and whatever the codec had not freed) in the heap; once the heap is large,
+    // a fresh instance is cheaper than carrying the leak.
+    const heap = entry.module?.HEAPU8 as Uint8Array | undefined;
+    const bloated = heap !== undefined && heap.length > EMSCRIPTEN_HEAP_LIMIT;
+    if (entry.dead || bloated || (err instanceof Error && err.name === 'RuntimeError')) {
       entry.dead = true;
       reload(name);
     }
@@ -170,6 +177,27 @@ export function withDecoder<T>(name: EmscriptenCodec, use: (decoder: EmbindDecod
       }
     }
   }
+}
+
+/**
+ * dcmjs-codecs reports codec errors by throwing from inside the wasm call, which skips the C++ cleanup: each failed
+ * frame leaks its buffers in that instance's heap. When the heap has grown past this bound after a failure, the
+ * instance is replaced (in the background) by a fresh one.
+ */
+const DCMJS_CODECS_HEAP_LIMIT = 256 * 1024 * 1024;
+let dcmjsReloading: Promise<void> | undefined;
+
+export function dcmjsCodecsFailed(): void {
+  const memory = dcmjsCodecs?.NativeCodecs?.wasmApi?.wasmMemory as { buffer: ArrayBuffer } | undefined;
+  if (!memory || memory.buffer.byteLength < DCMJS_CODECS_HEAP_LIMIT || dcmjsReloading) return;
+  const lib = dcmjsCodecs;
+  dcmjsCodecs = undefined;
+  lib.NativeCodecs.release();
+  dcmjsReloading = loadDcmjsCodecs()
+    .catch(() => undefined)
+    .finally(() => {
+      dcmjsReloading = undefined;
+    });
 }
 
 export function dcmjsCodecsLibrary(): any {
