@@ -74,6 +74,24 @@ export function ybrFullToRgb(pixels: PixelArray, count: number, bits: number): U
 }
 
 /**
+ * YBR_FULL_422 (PS3.3 C.7.6.3.1.2) after upsampling, as DCMTK's DiYBR422PixelTemplate converts it: the
+ * C.7.6.3.1.2 equations evaluated in double precision and truncated once, per output component.
+ */
+export function ybrFull422ToRgb(pixels: PixelArray, count: number, bits: number): Uint8Array {
+  const maxvalue = 2 ** bits - 1;
+  const out = new Uint8Array(count * 3);
+  const to8 = depthTo8(bits);
+  const clip = (v: number) => (v < 0 ? 0 : v > maxvalue ? maxvalue : Math.trunc(v));
+  for (let i = 0, j = 0; i < count; i++, j += 3) {
+    const y = pixels[j], cb = pixels[j + 1], cr = pixels[j + 2];
+    out[j] = to8(clip(y + 1.402 * cr - 0.701 * maxvalue));
+    out[j + 1] = to8(clip(y - 0.3441 * cb - 0.7141 * cr + 0.5291 * maxvalue));
+    out[j + 2] = to8(clip(y + 1.772 * cb - 0.8859 * maxvalue));
+  }
+  return out;
+}
+
+/**
  * YBR_PARTIAL_422 / YBR_PARTIAL_420 (PS3.3 C.7.6.3.1.2, ITU-R BT.601 partial range), 8 bits:
  *   R = 1.1644 (Y - 16) + 1.5960 (Cr - 128), G = 1.1644 (Y - 16) - 0.3918 (Cb - 128) - 0.8130 (Cr - 128),
  *   B = 1.1644 (Y - 16) + 2.0172 (Cb - 128)
@@ -139,8 +157,9 @@ export function colourTo8(photometric: string, pixels: PixelArray, count: number
     case 'YBR_ICT':
       return rgbTo8(pixels, count, bits);
     case 'YBR_FULL':
-    case 'YBR_FULL_422':
       return ybrFullToRgb(pixels, count, bits);
+    case 'YBR_FULL_422':
+      return ybrFull422ToRgb(pixels, count, bits);
     case 'YBR_PARTIAL_422':
     case 'YBR_PARTIAL_420':
       return ybrPartialToRgb(pixels, count, bits);

@@ -204,7 +204,10 @@ export function renderColour(desc: ImageDescription, decoded: DecodedFrame): Uin
     }
     return applyPalette(decoded.pixels, count, table, range.min);
   }
-  return colourTo8(pi, decoded.pixels, count, decoded.bitsStored || desc.frame.bitsStored);
+  // Native YBR_FULL_422 arrives upsampled as YBR_FULL; DCMTK converts 4:2:2 data with its exact (double)
+  // formula rather than the per-component tables it uses for YBR_FULL, so we keep that distinction.
+  const stored = desc.frame.photometricInterpretation === 'YBR_FULL_422' && pi === 'YBR_FULL' ? 'YBR_FULL_422' : pi;
+  return colourTo8(stored, decoded.pixels, count, decoded.bitsStored || desc.frame.bitsStored);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
