@@ -55,7 +55,7 @@ function search(ctx: ServerContext, req: Request, res: Response, level: QidoLeve
     warnings.push(`There are ${more} additional results that can be requested.`);
   }
   // PS3.18 8.4 / RFC 7234 5.5: "299 <service>: <text>", one header field per warning
-  if (warnings.length) res.set('Warning', warnings.map((w) => `299 ${req.get('host') ?? 'dicom-web'}: ${w}`));
+  if (warnings.length) res.set('Warning', warnings.map((w) => `299 ${req.hostname || 'dicom-web'}: ${w}`));
   if (results.length === 0) {
     // PS3.18 Table 10.6.3-1: "204 (No Content) The search completed successfully, but there were zero results."
     res.status(204).end();
