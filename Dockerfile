@@ -1,0 +1,25 @@
+# The server image: builds the TypeScript once, runs on the embedded default (SQLite + a folder at /data).
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY server server
+COPY storage storage
+COPY render render
+COPY dicom dicom
+COPY bench bench
+COPY conformance conformance
+COPY test test
+RUN npx tsc -p . && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+COPY package.json ./
+ENV PORT=8042 DATA_DIR=/data HOST=0.0.0.0
+VOLUME /data
+EXPOSE 8042
+CMD ["node", "dist/server/main.js"]
