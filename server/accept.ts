@@ -36,7 +36,17 @@ export function requestAccept(req: Request): AcceptEntry[] {
   return parseAccept(req.get('accept'));
 }
 
+/** Names clients still send for the same bitstreams (dicomweb-client, older PS3.18 editions). */
+const ALIASES: Record<string, string> = {
+  'image/x-jls': 'image/jls',
+  'image/x-dicom-rle': 'image/dicom-rle',
+  'image/jhc': 'image/jphc',
+  'image/x-jp2': 'image/jp2',
+};
+
 export function mediaMatches(range: string, type: string): boolean {
+  range = ALIASES[range] ?? range;
+  type = ALIASES[type] ?? type;
   if (range === '*/*') return true;
   const [rt, rs] = range.split('/');
   const [t, s] = type.split('/');
