@@ -13,6 +13,8 @@ import { stowRouter } from './stow';
 import { qidoRouter } from './qido';
 import { wadoRouter } from './wado';
 import { renderedRouter, RenderService } from './rendered';
+import { authMiddleware } from './auth';
+import { signedLinksRouter } from './signed-links';
 
 export interface App {
   app: express.Express;
@@ -68,6 +70,8 @@ export async function createApp(config: Config): Promise<App> {
   });
   app.use(cors(config));
   const root = express.Router();
+  root.use(authMiddleware(config.auth)); // after CORS, so preflights are answered without credentials
+  root.use(signedLinksRouter(ctx));
   root.use(stowRouter(ctx));
   root.use(qidoRouter(ctx));
   root.use(renderedRouter(ctx, renderer));

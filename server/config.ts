@@ -2,6 +2,7 @@
  * Configuration is read once, here, from command-line flags and environment variables (flags win), validated,
  * and passed down. Nothing else reads process.env.
  */
+import * as fs from 'fs';
 import * as path from 'path';
 
 export interface Limits {
@@ -15,6 +16,32 @@ export interface Limits {
   maxViewport: number;
   /** Time a request may take before it is answered 503, milliseconds. */
   requestTimeoutMs: number;
+}
+
+/** OpenID Connect bearer tokens (JWTs), verified against the issuer's JWKS. */
+export interface OidcConfig {
+  issuer: string;
+  audience: string;
+  /** the JWKS fetched (and cached) from this URL... */
+  jwksUrl?: string;
+  /** ...or read once from a local file */
+  jwks?: { keys: object[] };
+}
+
+export interface AuthConfig {
+  /** true when OIDC or API keys are configured; off by default */
+  enabled: boolean;
+  oidc?: OidcConfig;
+  /** static API keys (sent as `Authorization: Bearer <key>`) -> the scopes they grant */
+  apiKeys: Map<string, string[]>;
+  /** scope needed to read (QIDO, WADO, rendered) */
+  readScope: string;
+  /** scope needed to store (STOW) */
+  writeScope: string;
+  /** HMAC-SHA256 key of signed rendered links; undefined: signed links off */
+  signedLinkKey?: Buffer;
+  /** longest lifetime a signed link may be minted with, seconds */
+  signedLinkMaxSeconds: number;
 }
 
 export interface Config {
@@ -32,6 +59,7 @@ export interface Config {
   renderWorkers: number;
   /** Log one line per request. */
   logRequests: boolean;
+  auth: AuthConfig;
 }
 
 export class ConfigError extends Error {}
@@ -51,6 +79,7 @@ const DEFAULTS: Config = {
   renderCacheBytes: 256 * 1024 * 1024,
   renderWorkers: 2,
   logRequests: false,
+  auth: { enabled: false, apiKeys: new Map(), readScope: 'dicomweb.read', writeScope: 'dicomweb.write', signedLinkMaxSeconds: 7 * 24 * 3600 },
 };
 
 function int(name: string, v: string, min: number, max: number): number {
@@ -75,10 +104,12 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
   }
   const get = (flag: string, envName: string) => flags[flag] ?? env[envName];
   const known = new Set(['port', 'host', 'data', 'public-url', 'cors-origins', 'render-workers', 'render-cache-mb', 'max-body-mb',
-    'max-part-mb', 'max-render-pixels', 'max-viewport', 'request-timeout-ms', 'log-requests']);
+    'max-part-mb', 'max-render-pixels', 'max-viewport', 'request-timeout-ms', 'log-requests',
+    'auth-issuer', 'auth-audience', 'auth-jwks-url', 'auth-jwks-file', 'auth-read-scope', 'auth-write-scope', 'api-keys', 'api-keys-file',
+    'signed-link-key', 'signed-link-max-seconds']);
   for (const f of Object.keys(flags)) if (!known.has(f)) throw new ConfigError(`unknown option --${f}`);
 
-  const c: Config = { ...DEFAULTS, limits: { ...DEFAULTS.limits }, corsOrigins: [] };
+  const c: Config = { ...DEFAULTS, limits: { ...DEFAULTS.limits }, corsOrigins: [], auth: { ...DEFAULTS.auth, apiKeys: new Map() } };
   const v = (flag: string, envName: string, apply: (s: string) => void) => { const s = get(flag, envName); if (s !== undefined && s !== '') apply(s); };
   v('port', 'PORT', (s) => { c.port = int('port', s, 0, 65535); });
   v('host', 'HOST', (s) => { c.host = s; });
@@ -96,7 +127,77 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
   v('max-viewport', 'MAX_VIEWPORT', (s) => { c.limits.maxViewport = int('max-viewport', s, 1, 65535); });
   v('request-timeout-ms', 'REQUEST_TIMEOUT_MS', (s) => { c.limits.requestTimeoutMs = int('request-timeout-ms', s, 100, 3_600_000); });
   v('log-requests', 'LOG_REQUESTS', (s) => { c.logRequests = s === 'true' || s === '1'; });
+  readAuth(c.auth, get);
   const merged: Config = { ...c, ...overrides, limits: { ...c.limits, ...(overrides.limits ?? {}) } };
+  merged.auth.enabled = Boolean(merged.auth.oidc) || merged.auth.apiKeys.size > 0;
   merged.dataDir = path.resolve(merged.dataDir);
   return merged;
+}
+
+/** Scopes are names without spaces; an API key entry is `key:scope scope`. */
+function parseApiKeys(text: string, into: Map<string, string[]>, where: string): void {
+  const t = text.trim();
+  if (t.startsWith('{')) {
+    // JSON file: { "key": ["scope", ...] | "scope scope" }
+    let obj: Record<string, unknown>;
+    try { obj = JSON.parse(t); } catch { throw new ConfigError(`${where}: not valid JSON`); }
+    for (const [k, v] of Object.entries(obj)) {
+      const scopes = Array.isArray(v) ? v.map(String) : typeof v === 'string' ? v.split(/\s+/) : undefined;
+      if (!scopes) throw new ConfigError(`${where}: scopes of a key must be a list or a space-separated string`);
+      addKey(into, k, scopes, where);
+    }
+    return;
+  }
+  // env list or text file: entries separated by commas or new lines, each `key:scope scope`
+  for (const entry of t.split(/[,\n]/).map((e) => e.trim()).filter((e) => e && !e.startsWith('#'))) {
+    const colon = entry.indexOf(':');
+    if (colon <= 0) throw new ConfigError(`${where}: each entry must be key:scope[ scope...]`);
+    addKey(into, entry.slice(0, colon).trim(), entry.slice(colon + 1).trim().split(/\s+/), where);
+  }
+}
+
+function addKey(into: Map<string, string[]>, key: string, scopes: string[], where: string) {
+  // Short keys are guessable; a key is a secret like a password.
+  if (key.length < 16 || /\s/.test(key)) throw new ConfigError(`${where}: API keys must be at least 16 characters without spaces`);
+  into.set(key, scopes.filter(Boolean));
+}
+
+function readFile(what: string, file: string): string {
+  try { return fs.readFileSync(file, 'utf8'); } catch (e: any) { throw new ConfigError(`${what}: cannot read ${file} (${e?.code ?? e})`); }
+}
+
+function readAuth(a: AuthConfig, get: (flag: string, envName: string) => string | undefined): void {
+  const val = (flag: string, envName: string) => { const s = get(flag, envName); return s === undefined || s === '' ? undefined : s; };
+  const issuer = val('auth-issuer', 'AUTH_ISSUER');
+  const audience = val('auth-audience', 'AUTH_AUDIENCE');
+  const jwksUrl = val('auth-jwks-url', 'AUTH_JWKS_URL');
+  const jwksFile = val('auth-jwks-file', 'AUTH_JWKS_FILE');
+  if (issuer || audience || jwksUrl || jwksFile) {
+    if (!issuer || !audience) throw new ConfigError('OpenID Connect needs both auth-issuer and auth-audience');
+    if (!jwksUrl === !jwksFile) throw new ConfigError('OpenID Connect needs exactly one of auth-jwks-url and auth-jwks-file');
+    const oidc: OidcConfig = { issuer, audience };
+    if (jwksUrl) {
+      if (!/^https?:\/\/\S+$/.test(jwksUrl)) throw new ConfigError('auth-jwks-url must be an http(s) URL');
+      oidc.jwksUrl = jwksUrl;
+    } else {
+      let jwks: any;
+      try { jwks = JSON.parse(readFile('auth-jwks-file', jwksFile!)); } catch (e) { if (e instanceof ConfigError) throw e; throw new ConfigError('auth-jwks-file is not valid JSON'); }
+      if (!jwks || !Array.isArray(jwks.keys) || jwks.keys.length === 0) throw new ConfigError('auth-jwks-file must hold a JWKS: { "keys": [...] }');
+      oidc.jwks = jwks;
+    }
+    a.oidc = oidc;
+  }
+  const keys = val('api-keys', 'API_KEYS');
+  if (keys) parseApiKeys(keys, a.apiKeys, 'api-keys');
+  const keysFile = val('api-keys-file', 'API_KEYS_FILE');
+  if (keysFile) parseApiKeys(readFile('api-keys-file', keysFile), a.apiKeys, `api-keys-file ${keysFile}`);
+  const rs = val('auth-read-scope', 'AUTH_READ_SCOPE'); if (rs) a.readScope = rs;
+  const ws = val('auth-write-scope', 'AUTH_WRITE_SCOPE'); if (ws) a.writeScope = ws;
+  const sk = val('signed-link-key', 'SIGNED_LINK_KEY');
+  if (sk) {
+    if (sk.length < 32) throw new ConfigError('signed-link-key must be at least 32 characters');
+    a.signedLinkKey = Buffer.from(sk, 'utf8');
+  }
+  const sm = val('signed-link-max-seconds', 'SIGNED_LINK_MAX_SECONDS');
+  if (sm) a.signedLinkMaxSeconds = int('signed-link-max-seconds', sm, 1, 366 * 24 * 3600);
 }

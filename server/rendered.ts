@@ -41,7 +41,8 @@ const single = (v: unknown, name: string): string | undefined => {
 };
 
 export function parseRenderedParams(query: Record<string, unknown>, maxViewport: number, defaults: Partial<RenderOptions> = {}): RenderedParams {
-  const known = new Set(['accept', 'window', 'viewport', 'quality', 'annotation', 'iccprofile', 'overlays', 'overlaycolor', 'charset']);
+  const known = new Set(['accept', 'window', 'viewport', 'quality', 'annotation', 'iccprofile', 'overlays', 'overlaycolor', 'charset',
+    'expires', 'signature']); // the last two: a signed link's (server/signed-links.ts), checked before routing
   for (const k of Object.keys(query)) if (!known.has(k)) throw badRequest(`unknown query parameter "${k}"`);
   const options: RenderOptions = { ...defaults };
 
@@ -211,13 +212,15 @@ const THUMBNAIL_SIZE = 128;
 export function renderedRouter(ctx: ServerContext, service: RenderService): express.Router {
   const r = express.Router();
   const maxViewport = ctx.config.limits.maxViewport;
+  // With authentication on, shared caches must not hand an image to someone else.
+  const cacheControl = `${ctx.config.auth?.enabled ? 'private' : 'public'}, max-age=31536000, immutable`;
 
   const sendOne = async (req: Request, res: Response, info: InstanceInfo, frame: number, params: RenderedParams) => {
     const type = chooseRenderedType(req);
     const etag = etagOf(info, frame, params, type);
     res.set('ETag', etag);
-    res.set('Cache-Control', 'public, max-age=31536000, immutable');
     if (params.annotation.length) res.set('Warning', '299 - "annotation is not supported yet; the image carries no annotation"');
+    res.set('Cache-Control', cacheControl);
     if (notModified(req, etag)) { res.status(304).end(); return; }
     const body = await service.render(info, frame, params, type);
     res.status(200).type(type).send(body);
@@ -231,7 +234,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     const chunks: Buffer[] = [];
     for (const body of bodies) chunks.push(Buffer.from(`--${b}\r\nContent-Type: ${type}\r\n\r\n`), body, Buffer.from('\r\n'));
     chunks.push(Buffer.from(`--${b}--\r\n`));
-    res.set('Cache-Control', 'public, max-age=31536000, immutable');
+    res.set('Cache-Control', cacheControl);
     res.status(200).set('Content-Type', `multipart/related; type="${type}"; boundary=${b}`).send(Buffer.concat(chunks));
   };
 
