@@ -357,13 +357,17 @@ function pnCondition(raw: string, pattern: string, fuzzy: boolean, sql: Sql, fuz
   return c.join(' AND ');
 }
 
-/** The condition of one key on table `t` under alias `a`. */
-function keyCondition(key: MatchKey, t: Table, a: string, fuzzy: boolean, sql: Sql): string | null {
+/**
+ * The condition of one key on table `t` under alias `a`. In a correlated subquery (`correlated`) the column is
+ * written `+col`, which keeps SQLite from driving the subquery by that column's index (e.g. all PT series of the
+ * archive, for every study) instead of by the link to the outer row.
+ */
+function keyCondition(key: MatchKey, t: Table, a: string, fuzzy: boolean, sql: Sql, correlated = false): string | null {
   if (key.matcher.kind === 'universal') return null;
   const column = QIDO_COLUMNS[t][key.tag];
   if (column) {
     const fuzzyCol = FUZZY_COLUMN[column] ? `${a}.${FUZZY_COLUMN[column]}` : undefined;
-    return predicate(key, `${a}.${column}`, fuzzy, sql, fuzzyCol);
+    return predicate(key, `${correlated ? '+' : ''}${a}.${column}`, fuzzy, sql, fuzzyCol);
   }
   // Any value of a multi-valued attribute may match (PS3.4 C.2.2.2: "a value of the attribute").
   const value = key.vr === 'PN' ? `json_extract(je.value, '$.Alphabetic')` : 'je.value';
@@ -409,7 +413,7 @@ function buildWhere(q: QidoQuery, scope: Scope): Sql {
       if (c) sql.where.push(c);
     } else {
       const sub: Sql = { where: [], params: [] };
-      const c = keyCondition(key, home, `${ALIAS[home]}x`, q.fuzzymatching, sub);
+      const c = keyCondition(key, home, `${ALIAS[home]}x`, q.fuzzymatching, sub, true);
       if (c) { below[home].push(c); belowParams[home].push(...sub.params); }
     }
   }
@@ -482,6 +486,8 @@ export function personNameMatches(value: string | null, pattern: string, fuzzy: 
   if (value === null || value === undefined) return false;
   if (!fuzzy) {
     const alphabetic = pattern.split('=')[0];
+    // only the Alphabetic group is indexed: a pattern on the other groups alone constrains nothing we can see
+    if (alphabetic === '' && pattern.includes('=')) return true;
     return wildcardRegExp(trimPN(alphabetic).toUpperCase(), false).test(trimPN(String(value)).toUpperCase());
   }
   const words = fuzzyName(String(value)).split(' ');
@@ -509,15 +515,12 @@ function statement(db: Database.Database, text: string): Database.Statement {
 }
 
 /**
- * Extra indexes QIDO would like (idempotent). Proposed for storage/index-sqlite.ts; nothing calls this on its own.
- * - series(study_uid, series_number): series of a study come out in order without a sort;
- * - instances(study_uid, instance_number): the same for the instances of a study.
+ * The index QIDO would add (idempotent), proposed for storage/index-sqlite.ts; nothing calls it on its own.
+ * Referring Physician Name is matched like Patient Name (a range on its `_fuzzy` column narrows literal matches,
+ * see `pnCondition`), but that column has no index, so the range is a scan of every study.
  */
 export function ensureQidoIndexes(db: Database.Database): void {
-  db.exec(`
-    CREATE INDEX IF NOT EXISTS qido_series_study_number ON series(study_uid, series_number);
-    CREATE INDEX IF NOT EXISTS qido_instances_study_number ON instances(study_uid, instance_number);
-  `);
+  db.exec('CREATE INDEX IF NOT EXISTS qido_studies_referring ON studies(referring_physician_name_fuzzy)');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,12 +533,25 @@ export interface SearchOptions {
   baseUrl?: string;
 }
 
-function run(db: Database.Database, q: QidoQuery, scope: Scope, opts: SearchOptions): JsonDataset[] {
+/** The SELECT a search runs, with its parameters (exported for EXPLAIN QUERY PLAN in bench/qido.ts). */
+export function searchSql(q: QidoQuery, scope: Scope = {}): { sql: string; params: unknown[] } {
   const w = buildWhere(q, scope);
   const f = fromClause(q.level, scope);
-  const text = `SELECT ${f.select} FROM ${f.from}${w.where.length ? ` WHERE ${w.where.join(' AND ')}` : ''} ORDER BY ${f.order} LIMIT ? OFFSET ?`;
-  const rows = statement(db, text).all(...w.params, q.limit ?? -1, q.offset) as Row[];
+  const sql = `SELECT ${f.select} FROM ${f.from}${w.where.length ? ` WHERE ${w.where.join(' AND ')}` : ''} ORDER BY ${f.order} LIMIT ? OFFSET ?`;
+  return { sql, params: [...w.params, q.limit ?? -1, q.offset] };
+}
+
+function run(db: Database.Database, q: QidoQuery, scope: Scope, opts: SearchOptions): JsonDataset[] {
+  const { sql, params } = searchSql(q, scope);
+  const rows = statement(db, sql).all(...params) as Row[];
   return rows.map((r) => toDataset(r, q, scope, opts.baseUrl ?? ''));
+}
+
+/** SQLite's plan of a search, one line per step (registers the SQL functions the plan needs). */
+export function explainSearch(db: Database.Database, q: QidoQuery, scope: Scope = {}): string[] {
+  const { sql, params } = searchSql(q, scope);
+  statement(db, 'SELECT 1');
+  return (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail);
 }
 
 /** Number of matches of `q` regardless of limit and offset (for PS3.18 8.3.4.4 "additional results"). */

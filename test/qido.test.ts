@@ -7,7 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import express, { NextFunction, Request, Response } from 'express';
 import request from 'supertest';
-import { qidoRouter } from '../server/qido';
+import { QIDO_MAX_RESULTS, qidoRouter } from '../server/qido';
 import { ServerContext } from '../server/context';
 import { HttpError } from '../server/errors';
 import { loadConfig } from '../server/config';
@@ -15,7 +15,9 @@ import { SqliteIndex } from '../storage/index-sqlite';
 import { JsonDataset } from '../dicom/json';
 import { parseDicomFile } from '../dicom/parse';
 import { searchable } from '../storage/levels';
-import { countMatches, parseQidoQuery, QidoQueryError, searchStudies, personNameMatches } from '../storage/qido';
+import {
+  countMatches, ensureQidoIndexes, explainSearch, parseQidoQuery, personNameMatches, QidoQueryError, searchStudies,
+} from '../storage/qido';
 import { bigPlan, buildBigIndex, BigStudy, CORPUS, corpusUIDs, insertSynthetic, SeededFile, seedCorpus } from './helpers/qido-seed';
 
 const PUBLIC = 'http://qido.test/dicom-web';
@@ -532,6 +534,25 @@ describe('QIDO-RS on 100,000 instances', () => {
     const p = plan.filter((s) => s.patientID === 'P001234').sort(order);
     expect(uidsOf(await page('PatientID=P001234'))).toEqual(p.map((s) => s.uid));
     expect(countMatches(index.db, parseQidoQuery('study', {}))).toBe(10_000);
+  });
+
+  test('more results than the server returns at once: capped, with a Warning (PS3.18 8.3.4.4)', async () => {
+    const res = await request(app).get('/dicom-web/series');
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.text).length).toBe(QIDO_MAX_RESULTS);
+    expect(res.headers.warning).toMatch(new RegExp(`^299 [^:]+: There are ${20_000 - QIDO_MAX_RESULTS} additional results that can be requested\\.$`));
+    const rest = await request(app).get(`/dicom-web/series?offset=${QIDO_MAX_RESULTS + 5000}`);
+    expect(JSON.parse(rest.text).length).toBe(20_000 - QIDO_MAX_RESULTS - 5000);
+    expect(rest.headers.warning).toBeUndefined();
+  });
+
+  test('ensureQidoIndexes: Referring Physician Name prefix searches use the new index', () => {
+    const q = parseQidoQuery('study', { ReferringPhysicianName: 'NUNEZ*' });
+    expect(explainSearch(index.db, q).join('\n')).not.toMatch(/qido_studies_referring/);
+    ensureQidoIndexes(index.db);
+    ensureQidoIndexes(index.db); // idempotent
+    expect(explainSearch(index.db, q).join('\n')).toMatch(/USING INDEX qido_studies_referring/);
+    expect(searchStudies(index.db, q)).toEqual([]);
   });
 
   test('series and instances of one study', async () => {
