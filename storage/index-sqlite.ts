@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS studies (
   attrs TEXT NOT NULL, updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS studies_patient_name ON studies(patient_name_fuzzy);
+CREATE INDEX IF NOT EXISTS studies_referring ON studies(referring_physician_name_fuzzy);
 CREATE INDEX IF NOT EXISTS studies_patient_id ON studies(patient_id);
 CREATE INDEX IF NOT EXISTS studies_study_date ON studies(study_date, study_time);
 CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession_number);

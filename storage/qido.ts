@@ -520,7 +520,8 @@ function statement(db: Database.Database, text: string): Database.Statement {
  * see `pnCondition`), but that column has no index, so the range is a scan of every study.
  */
 export function ensureQidoIndexes(db: Database.Database): void {
-  db.exec('CREATE INDEX IF NOT EXISTS qido_studies_referring ON studies(referring_physician_name_fuzzy)');
+  // Part of the schema now (storage/index-sqlite.ts); kept for indexes created by older versions.
+  db.exec('CREATE INDEX IF NOT EXISTS studies_referring ON studies(referring_physician_name_fuzzy)');
 }
 
 // ---------------------------------------------------------------------------------------------
