@@ -3,7 +3,10 @@
  * It knows nothing of HTTP or storage.
  */
 export { describeImage } from './describe';
-export { renderFrame } from './render';
+export { renderFrame, appliedVoi } from './render';
+export type { AppliedVoi } from './render';
+export { annotate, annotationText, annotationLayout } from './annotate';
+export type { AnnotationLines, AnnotationContext, AnnotationLayout } from './annotate';
 export { encodeImage, initRender, PNG_SETTINGS } from './encode';
 export type { RenderedMediaType } from './encode';
 export { RenderError } from './errors';

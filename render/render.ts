@@ -135,6 +135,28 @@ function voiStep(desc: ImageDescription, voi: VoiDescription, r: ResolvedVoi, lo
   return voiWindowStep('LINEAR', w.center, w.width, low, high);
 }
 
+/** The VOI a grey rendering applies, for display (burnt-in annotations); undefined for colour. */
+export type AppliedVoi =
+  | { kind: 'window'; center: number; width: number; function: VoiLutFunction; auto: boolean }
+  | { kind: 'lut'; explanation?: string };
+
+/**
+ * What renderGrey applies to this frame: the requested window, the image's, its VOI LUT, or the automatic
+ * min-max window (computed again here over the frame, as renderGrey does, so its pixels stay untouched).
+ */
+export function appliedVoi(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions = {}): AppliedVoi | undefined {
+  if (decoded.samplesPerPixel !== 1 || decoded.photometricInterpretation.toUpperCase() === 'PALETTE COLOR') return undefined;
+  const voi = frameVoi(desc, frameNumber);
+  const r = resolveVoi(voi, opts);
+  if (r.kind === 'window') return { kind: 'window', center: r.center, width: r.width, function: r.fn, auto: false };
+  if (r.kind === 'lut') return { kind: 'lut', explanation: voi.luts[r.index].explanation };
+  const pixels = decoded.pixels;
+  const modality: Step = isFloatArray(pixels) ? (x) => x : modalityStep(frameModalityLut(desc, frameNumber));
+  const { min, max } = modalityMinMax(pixels, decoded.rows * decoded.columns, modality);
+  const w = minMaxWindow(min, max);
+  return { kind: 'window', center: w.center, width: w.width, function: 'LINEAR', auto: true };
+}
+
 export function renderGrey(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions): Uint8Array {
   const count = decoded.rows * decoded.columns;
   const pixels = decoded.pixels;
