@@ -3,7 +3,7 @@
  * RENDER_WORKERS=0, on the main thread. Errors cross the thread boundary as { status, reason }.
  */
 import { decodeFrame, initCodecs, CodecError } from '../render/codecs';
-import { renderFrame, encodeImage, initRender, RenderError } from '../render';
+import { renderFrame, encodeImage, initRender, RenderError, annotate, annotationText, appliedVoi } from '../render';
 import type { ImageDescription, RenderOptions, RenderedMediaType } from '../render';
 
 export interface RenderTask {
@@ -15,6 +15,8 @@ export interface RenderTask {
   options: RenderOptions;
   mediaType: RenderedMediaType;
   quality?: number;
+  /** PS3.18 8.3.5.1.2 annotation: the kinds asked for and the instance's DICOM JSON to take the text from */
+  annotation?: { kinds: string[]; metadata: string };
 }
 
 export type RenderResult = { ok: true; body: Uint8Array } | { ok: false; status: number; reason: string };
@@ -26,7 +28,13 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
   await ready;
   try {
     const decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame);
-    const image = renderFrame(t.desc, t.frameNumber, decoded, t.options);
+    let image = renderFrame(t.desc, t.frameNumber, decoded, t.options);
+    if (t.annotation && t.annotation.kinds.length > 0) {
+      const voi = appliedVoi(t.desc, t.frameNumber, decoded, t.options);
+      const lines = annotationText(JSON.parse(t.annotation.metadata), t.annotation.kinds,
+        { voi, frameNumber: t.frameNumber, numberOfFrames: t.desc.numberOfFrames });
+      image = annotate(image, lines);
+    }
     const body = encodeImage(image, t.mediaType, { quality: t.quality });
     return { ok: true, body };
   } catch (e) {

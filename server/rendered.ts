@@ -19,6 +19,8 @@ import type { RenderOptions, RenderedMediaType } from '../render';
 
 /** Bumped whenever rendering output changes, so ETags change with it. */
 export const RENDER_VERSION = '1';
+/** Bumped whenever burnt-in annotation changes; only annotated images' ETags carry it. */
+export const ANNOTATION_VERSION = '1';
 
 // ---------------------------------------------------------------------------------------------
 // Query parameters (PS3.18 8.3.5.1)
@@ -179,6 +181,7 @@ export class RenderService {
     const task: RenderTask = {
       transferSyntaxUID: info.transferSyntaxUID, data: frame.data, bitOffset: frame.bitOffset, desc: info.render, frameNumber,
       options: params.options, mediaType, quality: params.quality,
+      annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
     };
     const result: RenderResult = this.pool ? await this.pool.run(task) : await renderTask(task);
     if (!result.ok) throw new HttpError(result.status, result.reason);
@@ -191,7 +194,8 @@ export class RenderService {
 /** Strong validator: same stored bytes + frame + parameters + output type + renderer version = same image. */
 export function etagOf(info: InstanceInfo, frame: number, params: RenderedParams, mediaType: string): string {
   const h = crypto.createHash('sha256');
-  h.update(`${RENDER_VERSION}|${info.sha256}|${frame}|${mediaType}|${JSON.stringify(params)}`);
+  const version = params.annotation.length ? `${RENDER_VERSION}+a${ANNOTATION_VERSION}` : RENDER_VERSION;
+  h.update(`${version}|${info.sha256}|${frame}|${mediaType}|${JSON.stringify(params)}`);
   return `"${h.digest('base64url').slice(0, 32)}"`;
 }
 
@@ -219,7 +223,6 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     const type = chooseRenderedType(req);
     const etag = etagOf(info, frame, params, type);
     res.set('ETag', etag);
-    if (params.annotation.length) res.set('Warning', '299 - "annotation is not supported yet; the image carries no annotation"');
     res.set('Cache-Control', cacheControl);
     if (notModified(req, etag)) { res.status(304).end(); return; }
     const body = await service.render(info, frame, params, type);
