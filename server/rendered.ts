@@ -14,7 +14,7 @@ import { badRequest, HttpError, notAcceptable, notFound } from './errors';
 import { requestAccept, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
 import { parseFrameList } from './wado';
-import { renderTask, RenderTask, RenderResult } from './render-worker';
+import { renderTask, RenderTask, RenderResult, ownsBuffer } from './render-worker';
 import type { RenderOptions, RenderedMediaType } from '../render';
 
 /** Bumped whenever rendering output changes, so ETags change with it. */
@@ -170,8 +170,8 @@ export class RenderService {
   async stop() { await this.pool?.destroy(); }
 
   /** Renders one frame, or answers from the cache. */
-  async render(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType): Promise<Buffer> {
-    const key = etagOf(info, frameNumber, params, mediaType);
+  async render(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType,
+    key = etagOf(info, frameNumber, params, mediaType)): Promise<Buffer> {
     const hit = this.cache.get(key);
     if (hit) return hit;
     if (!info.render) throw new HttpError(406, 'this instance has no renderable pixel data');
@@ -183,9 +183,14 @@ export class RenderService {
       options: params.options, mediaType, quality: params.quality,
       annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
     };
-    const result: RenderResult = this.pool ? await this.pool.run(task) : await renderTask(task);
-    if (!result.ok) throw new HttpError(result.status, result.reason);
-    const body = Buffer.from(result.body.buffer, result.body.byteOffset, result.body.byteLength);
+    // The frame bytes were read for this task alone: transfer them to the worker rather than copy (a 512x512 CT
+    // frame is 512 KB); the image comes back by transfer too (render-worker.ts).
+    const result: RenderResult | Uint8Array = this.pool
+      ? await this.pool.run(task, { transferList: ownsBuffer(frame.data) ? [frame.data.buffer as ArrayBuffer] : undefined })
+      : await renderTask(task);
+    const image = ArrayBuffer.isView(result) ? result : result.ok ? result.body : undefined;
+    if (!image) { const r = result as { status: number; reason: string }; throw new HttpError(r.status, r.reason); }
+    const body = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
     this.cache.set(key, body);
     return body;
   }
@@ -225,7 +230,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     res.set('ETag', etag);
     res.set('Cache-Control', cacheControl);
     if (notModified(req, etag)) { res.status(304).end(); return; }
-    const body = await service.render(info, frame, params, type);
+    const body = await service.render(info, frame, params, type, etag);
     res.status(200).type(type).send(body);
   };
 
