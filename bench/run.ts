@@ -12,6 +12,7 @@ import { Client, concurrent, sequential, timedGet } from './lib/http';
 import { median, p95, round, fmt } from './lib/stats';
 import { startOurs, startOrthanc, orthancInstall, tempDir, RssMonitor, Running } from './lib/servers';
 import { loadSyntheticIndex, QIDO_QUERIES } from './lib/qido-load';
+import { pngIdentity } from './lib/png-identity';
 import {
   CT_SPEC, MR_SPEC, MF_SPEC, ctPixels, mrPixels, mfPixels, part10, uid, newMultipart, multipartBody, streamedStowBody,
 } from './lib/dicom-synth';
@@ -129,6 +130,12 @@ async function main() {
   };
   log(`bench ${new Date().toISOString()} on ${machine.nproc} x ${machine.model}, node ${process.version}${QUICK ? ' (quick)' : ''}`);
 
+  const png = pngIdentity();
+  raw.pngIdentity = png;
+  notes.push(png.ok ? `PNG writer check: the server's direct PNG writer gave the same bytes as render/encode.ts encodePng on ${png.cases} images.`
+    : `PNG writer check FAILED: server/render-worker.ts encodePngUp differs from render/encode.ts encodePng on ${png.failures.join(', ')}.`);
+  log(notes[notes.length - 1]);
+
   // Objects: three corpus files and two synthetic ones (no 1024x1024 16-bit MR nor large multi-frame in the corpus).
   const objs = {
     ct: corpusObj('CT', '693_UNCR.dcm'),
@@ -192,15 +199,15 @@ async function main() {
     // Rendered frames: every uncached request carries its own window= so our cache never answers.
     notes.push('Uncached rendered figures: each request carries a different window= centre, so our rendered-image cache never answers; Orthanc has no rendered-image cache and gets the same URLs. Sequential latency alternates ours/Orthanc request by request; throughput alternates blocks.');
     let serial = 0;
-    const png = { Accept: 'image/png' };
+    const pngAccept = { Accept: 'image/png' };
     for (const rc of cases) {
       monitor.phase(`render ${rc.key}`);
       const win = (): [number, number] => { serial++; return [rc.window[0] + (serial % 997) * 0.5 + serial / 1e4, rc.window[1]]; };
       try {
-        for (const [, c] of both) for (let i = 0; i < COUNTS.warmup; i++) await timedGet(c, renderedPath(rc.obj, rc.frame, win()), png);
+        for (const [, c] of both) for (let i = 0; i < COUNTS.warmup; i++) await timedGet(c, renderedPath(rc.obj, rc.frame, win()), pngAccept);
         const lat: Record<string, number[]> = { ours: [], orthanc: [] };
         for (let i = 0; i < rc.latencyN; i++) {
-          for (const [name, c] of (i % 2 ? [...both].reverse() : both)) lat[name].push(await timedGet(c, renderedPath(rc.obj, rc.frame, win()), png));
+          for (const [name, c] of (i % 2 ? [...both].reverse() : both)) lat[name].push(await timedGet(c, renderedPath(rc.obj, rc.frame, win()), pngAccept));
         }
         const rps: Record<string, { n: number; s: number }> = { ours: { n: 0, s: 0 }, orthanc: { n: 0, s: 0 } };
         const blocks = 2;
@@ -208,7 +215,7 @@ async function main() {
           for (const [name, c] of both) {
             const n = Math.ceil(rc.throughputN / blocks);
             const paths = Array.from({ length: n }, () => renderedPath(rc.obj, rc.frame, win()));
-            const s = await concurrent(n, COUNTS.concurrency, (i) => timedGet(c, paths[i], png));
+            const s = await concurrent(n, COUNTS.concurrency, (i) => timedGet(c, paths[i], pngAccept));
             rps[name].n += n; rps[name].s += s;
           }
         }
@@ -232,14 +239,14 @@ async function main() {
     {
       monitor.phase('cached');
       const p = renderedPath(objs.ct, 1, [40, 400]);
-      const first = await oc.get(p, png);
+      const first = await oc.get(p, pngAccept);
       const etag = String(first.headers.etag ?? '');
-      const cached = await sequential(COUNTS.cachedRepeats, () => timedGet(oc, p, png));
-      const revalidated = etag ? await sequential(COUNTS.cachedRepeats, () => timedGet(oc, p, { ...png, 'If-None-Match': etag }, 304)) : [];
+      const cached = await sequential(COUNTS.cachedRepeats, () => timedGet(oc, p, pngAccept));
+      const revalidated = etag ? await sequential(COUNTS.cachedRepeats, () => timedGet(oc, p, { ...pngAccept, 'If-None-Match': etag }, 304)) : [];
       let theirsRepeat: number[] = [];
       if (tc) {
-        await timedGet(tc, p, png);
-        theirsRepeat = await sequential(Q(20, 5), () => timedGet(tc, p, png));
+        await timedGet(tc, p, pngAccept);
+        theirsRepeat = await sequential(Q(20, 5), () => timedGet(tc, p, pngAccept));
       }
       raw.cached = { ours: cached, oursIfNoneMatch: revalidated, orthancRepeat: theirsRepeat };
       addRow({ group: 'CT 512 same frame repeated', metric: 'median (our cache; Orthanc re-renders)', unit: 'ms', ours: median(cached),
