@@ -148,7 +148,7 @@ const latin1: Decoder = (b) => b.toString('latin1');
 
 function decoderFor(specificCharacterSet: string[]): Decoder {
   // With code extensions the last named set is usually the one that matters for names; the first for the rest.
-  const names = specificCharacterSet.map((s) => (s || '').trim()).filter(Boolean);
+  const names = specificCharacterSet.map((s) => String(s ?? '').trim()).filter(Boolean); // a bogus VR may make them numbers
   const label = names.map((n) => CHARSETS[n]).filter(Boolean).pop();
   if (!label || label === 'latin1') return latin1;
   if (label === 'utf-8') return (b) => b.toString('utf8');

@@ -7,6 +7,7 @@ import * as http from 'http';
 import { Config } from './config';
 import { ServerContext } from './context';
 import { HttpError } from './errors';
+import { CodecError } from '../render/codecs';
 import { FileBlobStore } from '../storage/blobstore';
 import { SqliteIndex } from '../storage/index-sqlite';
 import { stowRouter } from './stow';
@@ -85,6 +86,11 @@ export async function createApp(config: Config): Promise<App> {
     let reason = 'internal error';
     if (err instanceof HttpError) { status = err.status; reason = err.message; }
     else if (err instanceof URIError) { status = 400; reason = 'malformed URL encoding'; }
+    else if (err instanceof CodecError) {
+      // Stored pixel data that does not decode as described is the instance's fault, not the server's.
+      status = err.code === 'NOT_INITIALIZED' ? 503 : err.code === 'UNSUPPORTED_TRANSFER_SYNTAX' || err.code === 'UNSUPPORTED_PIXEL_FORMAT' ? 406 : 422;
+      reason = `cannot decode this frame: ${err.reason}`;
+    }
     else if (err && typeof err.status === 'number' && err.status >= 400 && err.status < 500) { status = err.status; reason = err.expose ? String(err.message) : 'bad request'; }
     else console.error(`${req.method} ${req.originalUrl}: ${err?.stack ?? err}`);
     if (res.headersSent) { res.destroy(); return; }
@@ -104,6 +110,14 @@ export async function createApp(config: Config): Promise<App> {
 export function listen(app: express.Express, port: number, host: string): Promise<http.Server> {
   return new Promise((resolve, reject) => {
     const server = app.listen(port, host);
+    // Requests Node's parser refuses (oversized headers or URL, malformed request line) get a JSON reason too.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable || (err as any).code === 'ECONNRESET') { socket.destroy(); return; }
+      const [status, reason] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'request header fields or URL too large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request not received in time'] : [400, 'malformed HTTP request'];
+      const body = JSON.stringify({ error: reason });
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    });
     server.once('listening', () => resolve(server));
     server.once('error', reject);
   });

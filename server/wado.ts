@@ -178,7 +178,9 @@ export function wadoRouter(ctx: ServerContext): express.Router {
       if (choice.decode) {
         if (!info.render) throw notAcceptable('this instance cannot be decoded; request transfer-syntax=*');
         await initCodecs();
-        const decoded = decodeFrame(info.transferSyntaxUID, { data: frame.data, bitOffset: frame.bitOffset }, info.render.frame);
+        const f = info.render.frame;
+        if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) throw badRequest('frame larger than the decoding pixel limit; request transfer-syntax=*');
+        const decoded = decodeFrame(info.transferSyntaxUID, { data: frame.data, bitOffset: frame.bitOffset }, f); // CodecError: 4xx in app.ts
         body = toLittleEndianBytes(decoded.pixels as any);
       }
       parts.push({ contentType: choice.contentType, body });
