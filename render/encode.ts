@@ -2,12 +2,14 @@
  * Encoding rendered pixels into the PS3.18 8.7.4 rendered media types.
  * - image/png: pngjs, 8-bit; grey stays colour type 0, colour is type 2; lossless always. The filter type
  *   and deflate level were chosen by measurement (bench/render.ts): see PNG_SETTINGS.
- * - image/jpeg: libjpeg-turbo's encoder from @cornerstonejs/codec-libjpeg-turbo-8bit (the full, non
- *   "_decode" WASM build exports JPEGEncoder); quality 1..100, default 90. Needs initRender() once.
+ * - image/jpeg: libjpeg-turbo's encoder in dcmjs-codecs (see encodeJpeg); quality 1..100, default 90.
+ *   Needs initRender() once.
  * - image/gif: not produced (optional in PS3.18; colour would need quantisation): UNSUPPORTED_MEDIA_TYPE.
  */
 import { PNG } from 'pngjs';
 import { RenderError } from './errors';
+import { initCodecs } from './codecs';
+import { dcmjsCodecsLibrary, dcmjsCodecsFailed } from './codecs/wasm';
 import type { RenderedImage } from './types';
 
 export type RenderedMediaType = 'image/png' | 'image/jpeg' | 'image/gif';
@@ -49,40 +51,30 @@ export function encodePng(img: RenderedImage, settings: PngSettings = PNG_SETTIN
 
 /* ---------------------------------------------------------------------------------------------- */
 
-interface JpegEncoderModule {
-  JPEGEncoder: new () => {
-    getDecodedBuffer(info: { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned: boolean }): Uint8Array;
-    setQuality(quality: number): void;
-    encode(): void;
-    getEncodedBuffer(): Uint8Array;
-    delete(): void;
-  };
-}
-
-let jpegModule: JpegEncoderModule | undefined;
-let initPromise: Promise<void> | undefined;
-
-/** Load the WASM JPEG encoder once; the server awaits this at start-up. */
+/**
+ * JPEG: libjpeg-turbo in dcmjs-codecs (the wasm our codec layer already loads for 12-bit JPEG). The encoder of
+ * @cornerstonejs/codec-libjpeg-turbo-8bit was used first and dropped: its output buffer is the size of the raw
+ * image, so any JPEG larger than its input (images under ~32x32, thin strips, noise at high quality) wrote out
+ * of bounds and corrupted the wasm heap (found by fuzzing). dcmjs-codecs sizes its output properly and is as
+ * fast (6 ms for a 512x512 grey frame at quality 90 on this machine).
+ */
 export function initRender(): Promise<void> {
-  if (!initPromise) {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const factory = require('@cornerstonejs/codec-libjpeg-turbo-8bit/wasmjs') as () => Promise<JpegEncoderModule>;
-    initPromise = factory().then((m) => { jpegModule = m; });
-  }
-  return initPromise;
+  return initCodecs();
 }
 
 export function encodeJpeg(img: RenderedImage, quality = 90): Buffer {
-  if (!jpegModule) throw new RenderError('NOT_INITIALISED', 'initRender() has not completed');
-  const enc = new jpegModule.JPEGEncoder();
+  const { Context, NativeCodecs } = dcmjsCodecsLibrary();
+  const context = new Context({
+    width: img.width, height: img.height, bitsAllocated: 8, bitsStored: 8, samplesPerPixel: img.channels,
+    pixelRepresentation: 0, planarConfiguration: 0, photometricInterpretation: img.channels === 3 ? 'RGB' : 'MONOCHROME2',
+    decodedBuffer: img.data,
+  });
   try {
-    const buf = enc.getDecodedBuffer({ width: img.width, height: img.height, bitsPerSample: 8, componentCount: img.channels, isSigned: false });
-    buf.set(img.data);
-    enc.setQuality(quality);
-    enc.encode();
-    return Buffer.from(enc.getEncodedBuffer()); // copy out of the WASM heap
-  } finally {
-    enc.delete();
+    const out: Uint8Array = NativeCodecs.encodeJpeg(context, { lossy: true, quality }).getEncodedBuffer();
+    return Buffer.from(out); // copy out of the wasm heap
+  } catch {
+    dcmjsCodecsFailed();
+    throw new RenderError('BAD_PIXELS', 'JPEG encoding failed', 500);
   }
 }
 
