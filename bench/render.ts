@@ -9,7 +9,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { describeImage, encodeImage, initRender, renderFrame, PNG_SETTINGS } from '../render';
-import { encodePng, type PngSettings } from '../render/encode';
+import { encodePng, encodePngWithPngjs, type PngSettings } from '../render/encode';
 import { tableCache } from '../render/render';
 import { parseDicom } from '../dicom/parse';
 import type { DecodedFrame, ImageDescription, RenderedImage } from '../render/types';
@@ -98,9 +98,9 @@ async function main(): Promise<void> {
     console.log('PNG settings tried:            time     bytes');
     let base = 0;
     for (const t of PNG_TRIALS) {
-      const ms = time(() => encodePng(img, t.s), Math.max(5, Math.floor(N / 2)));
+      const ms = time(() => encodePngWithPngjs(img, t.s), Math.max(5, Math.floor(N / 2)));
       if (!base) base = ms;
-      const bytes = encodePng(img, t.s).length;
+      const bytes = encodePngWithPngjs(img, t.s).length;
       const chosen = t.s.filterType === PNG_SETTINGS.filterType && t.s.deflateLevel === PNG_SETTINGS.deflateLevel && t.s.deflateStrategy === PNG_SETTINGS.deflateStrategy ? '  <- PNG_SETTINGS' : '';
       console.log(`  ${t.name.padEnd(34)} ${ms.toFixed(2).padStart(7)} ${String(bytes).padStart(9)}  x${(base / ms).toFixed(2)} vs default${chosen}`);
     }

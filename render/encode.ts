@@ -7,6 +7,7 @@
  * - image/gif: not produced (optional in PS3.18; colour would need quantisation): UNSUPPORTED_MEDIA_TYPE.
  */
 import { PNG } from 'pngjs';
+import * as zlib from 'zlib';
 import { RenderError } from './errors';
 import { initCodecs } from './codecs';
 import { dcmjsCodecsLibrary, dcmjsCodecsFailed } from './codecs/wasm';
@@ -24,7 +25,61 @@ export const PNG_SETTINGS: PngSettings = { filterType: 2, deflateLevel: 3, defla
 
 export interface PngSettings { filterType: number; deflateLevel: number; deflateStrategy?: number }
 
-export function encodePng(img: RenderedImage, settings: PngSettings = PNG_SETTINGS): Buffer {
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+function pngChunk(type: string, data: Uint8Array): Buffer[] {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(data, zlib.crc32(head.subarray(4))) >>> 0, 0); // CRC over type and data (PNG 5.3)
+  return [head, Buffer.from(data.buffer, data.byteOffset, data.byteLength), crc];
+}
+
+/**
+ * PNG (8-bit grey or truecolour) with the "up" filter on every row, written directly: the same bytes as pngjs
+ * with PNG_SETTINGS (encodePngWithPngjs; test/png-writer.test.ts checks the identity), 1.35-1.6x faster, because
+ * pngjs's per-byte filter dispatch and JavaScript CRC were 40% of its encode time on a 512x512 CT
+ * (bench/profile.ts). Lossless always.
+ */
+export function encodePng(img: RenderedImage): Buffer {
+  const { width, height, channels, data } = img;
+  const stride = width * channels;
+  const raw = Buffer.allocUnsafe((stride + 1) * height);
+  // PNG 9.2 filter type 2 on every row: Up(x) = Raw(x) - Prior(x) modulo 256; the first row has no prior row.
+  raw[0] = 2;
+  raw.set(data.subarray(0, stride), 1);
+  if (stride % 4 === 0 && data.byteOffset % 4 === 0) {
+    // Four bytes per step (SWAR): per-byte subtraction without borrows across bytes, computed in a row buffer
+    // aligned for 32-bit reads and then copied after the row's filter byte. 3.5x faster than a byte loop.
+    const words = stride >>> 2;
+    const w = new Uint32Array(data.buffer, data.byteOffset, words * height);
+    const row = new Uint32Array(words);
+    const rowBytes = new Uint8Array(row.buffer);
+    const H = 0x80808080 | 0;
+    for (let y = 1, s = words, o = stride + 1; y < height; y++, s += words, o += stride + 1) {
+      for (let x = 0, p = s - words; x < words; x++) {
+        const a = w[s + x], b = w[p + x];
+        row[x] = ((a | H) - (b & ~H)) ^ ((a ^ ~b) & H);
+      }
+      raw[o] = 2;
+      raw.set(rowBytes, o + 1);
+    }
+  } else {
+    for (let y = 1, s = stride, o = stride + 1; y < height; y++, s += stride, o += stride + 1) {
+      raw[o] = 2;
+      for (let x = 0, p = s - stride, d = o + 1; x < stride; x++) raw[d + x] = data[s + x] - data[p + x];
+    }
+  }
+  const idat = zlib.deflateSync(raw, { level: PNG_SETTINGS.deflateLevel, strategy: PNG_SETTINGS.deflateStrategy ?? zlib.constants.Z_RLE });
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; ihdr[9] = channels === 1 ? 0 : 2; // bit depth 8; grey or truecolour; deflate, adaptive filtering, no interlace
+  return Buffer.concat([PNG_SIGNATURE, ...pngChunk('IHDR', ihdr), ...pngChunk('IDAT', idat), ...pngChunk('IEND', new Uint8Array(0))]);
+}
+
+/** The same PNG through pngjs: the reference the direct writer is checked against, and other settings for benches. */
+export function encodePngWithPngjs(img: RenderedImage, settings: PngSettings = PNG_SETTINGS): Buffer {
   const colorType = img.channels === 1 ? 0 : 2;
   const png = new PNG({
     width: img.width,
@@ -86,6 +141,8 @@ export function encodeImage(img: RenderedImage, mediaType: RenderedMediaType, op
     case 'image/jpeg': {
       const q = opts.quality ?? 90;
       if (!Number.isInteger(q) || q < 1 || q > 100) throw new RenderError('BAD_OPTION', 'quality must be an integer 1..100');
+      // ITU T.81 B.2.2 allows up to 65535 lines and columns, libjpeg 65500: beyond that only PNG can carry it.
+      if (img.width > 65500 || img.height > 65500) throw new RenderError('UNSUPPORTED_MEDIA_TYPE', 'image too large for JPEG (over 65500 pixels a side): ask for image/png or a viewport');
       return encodeJpeg(img, q);
     }
     default:

@@ -1,11 +1,10 @@
 /**
- * The server's direct PNG writer (server/render-worker.ts encodePngUp) must give the very bytes of the rendering
- * library's encodePng (render/encode.ts, pngjs with PNG_SETTINGS): checked on random images of awkward shapes,
+ * The rendering library's direct PNG writer (render/encode.ts encodePng) must give the very bytes of pngjs with
+ * PNG_SETTINGS (encodePngWithPngjs): checked on random images of awkward shapes,
  * grey and colour, aligned and not, on every bench run.
  */
 import * as crypto from 'crypto';
-import { encodePngUp } from '../../server/render-worker';
-import { encodePng } from '../../render/encode';
+import { encodePng, encodePngWithPngjs } from '../../render/encode';
 
 export function pngIdentity(): { ok: boolean; cases: number; failures: string[] } {
   const failures: string[] = [];
@@ -15,7 +14,7 @@ export function pngIdentity(): { ok: boolean; cases: number; failures: string[] 
       const data = new Uint8Array(w * h * c + offset).subarray(offset);
       crypto.randomFillSync(data);
       cases++;
-      if (!encodePng({ width: w, height: h, channels: c as 1 | 3, data }).equals(encodePngUp(w, h, c, data))) failures.push(`${w}x${h}x${c}+${offset}`);
+      if (!encodePngWithPngjs({ width: w, height: h, channels: c as 1 | 3, data }).equals(encodePng({ width: w, height: h, channels: c as 1 | 3, data }))) failures.push(`${w}x${h}x${c}+${offset}`);
     }
   }
   return { ok: failures.length === 0, cases, failures };
