@@ -111,7 +111,7 @@ function metadataJson(ds: JsonDataset, p: ParsedInstance, instanceUrl: string): 
 }
 
 /** Parses, validates, stores and indexes the staged file. Always consumes the staged file. */
-export async function ingestStagedFile(ctx: ServerContext, staged: string, expectedStudyUID?: string): Promise<IngestResult> {
+export async function ingestStagedFile(ctx: ServerContext, staged: string, expectedStudyUID?: string, stagedSha256?: string): Promise<IngestResult> {
   const cleanup: string[] = [staged];
   try {
     let p: ParsedInstance;
@@ -183,7 +183,8 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
       render = null; // stored all the same: an archive keeps what it cannot render; rendering answers 4xx
     }
 
-    const sha256 = await sha256File(file);
+    // The hash computed while the upload streamed in is the file's, unless a header had to be added.
+    const sha256 = file === staged && stagedSha256 ? stagedSha256 : await sha256File(file);
     const size = (await fsp.stat(file)).size;
     const instanceUrl = `${BASE_TOKEN}/studies/${study}/series/${series}/instances/${p.sopInstanceUID}`;
     const metadata = JSON.stringify(metadataJson(ds, p, instanceUrl));

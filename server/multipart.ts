@@ -4,6 +4,7 @@
  * Only parts closed by a delimiter are handed on; a truncated last part is dropped.
  */
 import * as fs from 'fs';
+import * as crypto from 'crypto';
 import { Readable } from 'stream';
 import { badRequest, HttpError, payloadTooLarge } from './errors';
 
@@ -28,6 +29,8 @@ export interface StagedPart {
   size: number;
   /** why the part was not kept (too large) */
   refused?: string;
+  /** SHA-256 of the body, computed as it streamed in (so ingest need not read the file again) */
+  sha256?: string;
 }
 
 export interface MultipartLimits { maxBodyBytes: number; maxPartBytes: number }
@@ -47,7 +50,7 @@ export async function readMultipart(body: Readable, boundary: string, limits: Mu
   let state: 'preamble' | 'afterDelimiter' | 'headers' | 'body' | 'done' = 'preamble';
   let total = 0;
   let count = 0;
-  let part: { headers: Record<string, string>; path?: string; out?: fs.WriteStream; size: number; refused?: string } | undefined;
+  let part: { headers: Record<string, string>; path?: string; out?: fs.WriteStream; size: number; refused?: string; hash: crypto.Hash } | undefined;
 
   const write = (data: Buffer) => new Promise<void>((resolve, reject) => {
     if (!part) return resolve();
@@ -60,6 +63,7 @@ export async function readMultipart(body: Readable, boundary: string, limits: Mu
       part.path = undefined;
     }
     if (!part.out || data.length === 0) return resolve();
+    part.hash.update(data);
     part.out.write(data, (err) => (err ? reject(err) : resolve()));
   });
   const closePart = async () => {
@@ -68,7 +72,7 @@ export async function readMultipart(body: Readable, boundary: string, limits: Mu
     part = undefined;
     if (p.out) await new Promise<void>((resolve, reject) => p.out!.end((err?: Error | null) => (err ? reject(err) : resolve())));
     count++;
-    await onPart({ headers: p.headers, path: p.path, size: p.size, refused: p.refused });
+    await onPart({ headers: p.headers, path: p.path, size: p.size, refused: p.refused, sha256: p.refused ? undefined : p.hash.digest('hex') });
   };
   const abandon = () => {
     if (part?.out) part.out.destroy();
@@ -110,7 +114,7 @@ export async function readMultipart(body: Readable, boundary: string, limits: Mu
           }
           buf = buf.subarray(end + 4);
           const path = stagingPath();
-          part = { headers, path, out: fs.createWriteStream(path), size: 0 };
+          part = { headers, path, out: fs.createWriteStream(path), size: 0, hash: crypto.createHash('sha256') };
           state = 'body';
         } else if (state === 'body') {
           const i = buf.indexOf(delimiter);

@@ -48,7 +48,7 @@ export function stowRouter(ctx: ServerContext): express.Router {
           results.push({ ok: false, failureReason: FailureReason.CannotUnderstand, reason: `part of type ${type} is not application/dicom` });
           return;
         }
-        results.push(await ingestStagedFile(ctx, part.path!, study));
+        results.push(await ingestStagedFile(ctx, part.path!, study, part.sha256));
       });
       const response: JsonDataset = {};
       const stored = results.filter((r) => r.ok);
