@@ -5,6 +5,7 @@
  */
 import * as crypto from 'crypto';
 import { Readable } from 'stream';
+import { prng } from '../../test/helpers/prng';
 
 export const EXPLICIT_VR_LE = '1.2.840.10008.1.2.1';
 export const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
@@ -112,17 +113,6 @@ export function datasetOf(spec: ImageSpec, ids: SynthIds): El[] {
   return els;
 }
 
-/** Deterministic noise (mulberry32), so every run stores the same bytes. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Smooth anatomy-like content plus noise: an elliptical body with slowly varying tissue, a bright rim and a

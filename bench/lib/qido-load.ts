@@ -6,6 +6,7 @@
  */
 import { SqliteIndex, InstanceRecord } from '../../storage/index-sqlite';
 import type { JsonDataset } from '../../dicom/json';
+import { prng } from '../../test/helpers/prng';
 
 const SURNAMES = ['SMITH', 'JONES', 'TAYLOR', 'BROWN', 'WILLIAMS', 'WILSON', 'JOHNSON', 'DAVIES', 'ROBINSON', 'WRIGHT',
   'THOMPSON', 'EVANS', 'WALKER', 'WHITE', 'ROBERTS', 'GREEN', 'HALL', 'WOOD', 'JACKSON', 'CLARKE', 'MÜLLER', 'GARCÍA', 'NGUYEN'];
@@ -13,16 +14,6 @@ const GIVEN = ['JOHN', 'MARY', 'JAMES', 'ANNA', 'PETER', 'LUCY', 'JOSÉ', 'ZOË'
 const MODALITIES = ['CT', 'MR', 'US', 'CR', 'DX', 'NM', 'PT', 'XA'];
 const CT = '1.2.840.10008.5.1.4.1.1.2';
 
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pad = (n: number, w: number) => String(n).padStart(w, '0');
 

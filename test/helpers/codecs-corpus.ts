@@ -4,8 +4,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PNG } from 'pngjs';
 import type { FrameBytes, FrameInfo } from '../../render/types';
+import { decodePng } from './png-compare';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const dcmjs = require('dcmjs');
@@ -104,17 +104,7 @@ export function readCorpusImage(name: string): CorpusImage {
 /** A DCMTK reference rendering from corpus/reference, as 8-bit samples (1 or 3 per pixel). */
 export function readReferencePng(name: string): { width: number; height: number; channels: number; data: Uint8Array } | undefined {
   const file = path.join(CORPUS, 'reference', name);
-  if (!fs.existsSync(file)) return undefined;
-  const png = PNG.sync.read(fs.readFileSync(file), { skipRescale: false });
-  // pngjs always expands to RGBA; report grey when R=G=B everywhere.
-  const rgba = png.data;
-  const pixels = png.width * png.height;
-  let grey = true;
-  for (let i = 0; i < pixels && grey; i++) grey = rgba[4 * i] === rgba[4 * i + 1] && rgba[4 * i] === rgba[4 * i + 2];
-  const channels = grey ? 1 : 3;
-  const data = new Uint8Array(pixels * channels);
-  for (let i = 0; i < pixels; i++) for (let c = 0; c < channels; c++) data[i * channels + c] = rgba[4 * i + c];
-  return { width: png.width, height: png.height, channels, data };
+  return fs.existsSync(file) ? decodePng(fs.readFileSync(file)) : undefined;
 }
 
 /** Index of the first differing element, or -1 when equal in length and values. */

@@ -12,6 +12,7 @@ import { parseDicomFile } from '../../dicom/parse';
 import { JsonDataset, num } from '../../dicom/json';
 import { INSTANCE_LEVEL, pick, searchable, SERIES_LEVEL, STUDY_LEVEL } from '../../storage/levels';
 import { fuzzyName, InstanceRecord, SqliteIndex } from '../../storage/index-sqlite';
+import { prng } from './prng';
 
 export const CORPUS = path.join(process.cwd(), 'test', 'fixtures', 'corpus');
 
@@ -105,17 +106,6 @@ export interface BigStudy {
   modalities: string[]; series: number; instances: number;
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so expected results can be computed from the same plan. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The plan of the big index: `studies` studies of 2 series of `perSeries` instances each. */
 export function bigPlan(studies = 10_000, perSeries = 5): BigStudy[] {
