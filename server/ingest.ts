@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as fsp from 'fs/promises';
 import * as crypto from 'crypto';
-import { parseDicomFile, ParsedInstance, DicomParseError, TS } from '../dicom/parse';
+import { parseDicomFile, ParsedInstance, DicomParseError } from '../dicom/parse';
 import { locateFrames } from '../dicom/frames';
 import { JsonDataset, num } from '../dicom/json';
 import { pick, searchable, STUDY_LEVEL, SERIES_LEVEL, INSTANCE_LEVEL } from '../storage/levels';
@@ -83,11 +83,9 @@ async function wrapAsPart10(staged: string, p: ParsedInstance, out: string): Pro
   });
 }
 
-async function sha256File(file: string): Promise<string> {
+export async function sha256File(file: string): Promise<string> {
   const h = crypto.createHash('sha256');
-  await new Promise<void>((resolve, reject) => {
-    fs.createReadStream(file).on('data', (d) => h.update(d)).on('end', () => resolve()).on('error', reject);
-  });
+  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
   return h.digest('hex');
 }
 
@@ -234,4 +232,3 @@ export async function ingestFile(ctx: ServerContext, path: string, expectedStudy
   return ingestStagedFile(ctx, staged, expectedStudyUID);
 }
 
-export { TS };

@@ -5,7 +5,7 @@
  * in memory (bounded in bytes) and carry a strong ETag with long-lived Cache-Control, since stored instances
  * never change.
  */
-import express, { Request, Response, NextFunction } from 'express';
+import express, { Request, Response } from 'express';
 import * as crypto from 'crypto';
 import * as path from 'path';
 import { Piscina } from 'piscina';
@@ -14,6 +14,7 @@ import { badRequest, HttpError, notAcceptable, notFound } from './errors';
 import { requestAccept, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
 import { parseFrameList } from './wado';
+import { sendMultipart, wrap } from './http';
 import { renderTask, RenderTask, RenderResult, ownsBuffer } from './render-worker';
 import type { RenderOptions, RenderedMediaType } from '../render';
 
@@ -213,9 +214,6 @@ function notModified(req: Request, etag: string): boolean {
 // ---------------------------------------------------------------------------------------------
 // Routes
 
-type H = (req: Request, res: Response) => Promise<void>;
-const wrap = (h: H) => (req: Request, res: Response, next: NextFunction) => { h(req, res).catch(next); };
-
 const THUMBNAIL_SIZE = 128;
 
 export function renderedRouter(ctx: ServerContext, service: RenderService): express.Router {
@@ -236,14 +234,10 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
 
   const sendMany = async (req: Request, res: Response, items: Array<{ info: InstanceInfo; frame: number }>, params: RenderedParams) => {
     const type = chooseRenderedType(req);
-    const bodies = [];
-    for (const it of items) bodies.push(await service.render(it.info, it.frame, params, type));
-    const b = crypto.randomBytes(16).toString('hex');
-    const chunks: Buffer[] = [];
-    for (const body of bodies) chunks.push(Buffer.from(`--${b}\r\nContent-Type: ${type}\r\n\r\n`), body, Buffer.from('\r\n'));
-    chunks.push(Buffer.from(`--${b}--\r\n`));
+    const parts = [];
+    for (const it of items) parts.push({ contentType: type, body: await service.render(it.info, it.frame, params, type) });
     res.set('Cache-Control', cacheControl);
-    res.status(200).set('Content-Type', `multipart/related; type="${type}"; boundary=${b}`).send(Buffer.concat(chunks));
+    sendMultipart(res, type, parts);
   };
 
   const inst = (req: Request) => getInstance(ctx, String(req.params.study), String(req.params.series), String(req.params.sop));

@@ -15,12 +15,11 @@
 import * as fs from 'fs';
 import * as fsp from 'fs/promises';
 import * as path from 'path';
-import * as crypto from 'crypto';
 import { loadConfig, ConfigError, Config } from './config';
-import { FileBlobStore } from '../storage/blobstore';
+import { FileBlobStore, BLOB_KEY } from '../storage/blobstore';
 import { SqliteIndex } from '../storage/index-sqlite';
 import { ServerContext } from './context';
-import { ingestFile } from './ingest';
+import { ingestFile, sha256File } from './ingest';
 
 export type ProblemKind = 'missing-blob' | 'size-mismatch' | 'hash-mismatch' | 'orphan-blob' | 'foreign-file' | 'staging-leftover';
 
@@ -28,13 +27,6 @@ export interface Problem { kind: ProblemKind; key: string; sopInstanceUID?: stri
 
 export interface VerifyReport { indexed: number; blobs: number; problems: Problem[]; repaired: number; unrepaired: number }
 
-const BLOB_KEY = /^[0-9.]+\/[0-9.]+\/[0-9.]+\/[0-9a-f]{16,64}\.dcm$/;
-
-async function sha256File(file: string): Promise<string> {
-  const h = crypto.createHash('sha256');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 async function quarantine(dataDir: string, file: string, key: string): Promise<string> {
   const target = path.join(dataDir, 'quarantine', `${Date.now()}-${key.replace(/\//g, '_')}`);

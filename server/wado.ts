@@ -2,36 +2,17 @@
  * WADO-RS (PS3.18 10.4): studies, series and instances (original bytes), metadata (DICOM JSON), bulkdata and
  * frames, with media type and transfer syntax negotiation per PS3.18 8.7.
  */
-import express, { Request, Response, NextFunction } from 'express';
-import * as crypto from 'crypto';
+import express, { Request, Response } from 'express';
 import { ServerContext } from './context';
 import { badRequest, notAcceptable, notFound } from './errors';
 import { requestAccept, AcceptEntry, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, readBulk, metadataWithBase, InstanceInfo } from './instances';
-import { baseUrl } from './http';
+import { baseUrl, boundary, sendMultipart, wrap } from './http';
 import { BASE_TOKEN } from './ingest';
 import { decodeFrame, initCodecs, nativeMediaType } from '../render/codecs';
 
-
 export const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 const NATIVE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2', '1.2.840.10008.1.2.1.99']);
-
-type Handler = (req: Request, res: Response) => Promise<void>;
-const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) => { h(req, res).catch(next); };
-
-function boundary() { return crypto.randomBytes(16).toString('hex'); }
-
-/** Writes parts as multipart/related (RFC 2387). */
-function sendMultipart(res: Response, type: string, parts: Array<{ contentType: string; body: Buffer; location?: string }>, extraParams = ''): void {
-  const b = boundary();
-  const chunks: Buffer[] = [];
-  for (const p of parts) {
-    chunks.push(Buffer.from(`--${b}\r\nContent-Type: ${p.contentType}\r\n${p.location ? `Content-Location: ${p.location}\r\n` : ''}\r\n`, 'latin1'));
-    chunks.push(p.body, Buffer.from('\r\n'));
-  }
-  chunks.push(Buffer.from(`--${b}--\r\n`));
-  res.status(200).set('Content-Type', `multipart/related; type="${type}"; boundary=${b}${extraParams}`).send(Buffer.concat(chunks));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Instances (PS3.18 10.4.1.1.1): original bytes, streamed.

@@ -27,7 +27,7 @@ export interface BlobStore {
 }
 
 /** Keys are relative paths made of validated UIDs and hex digests; anything else is refused. */
-const KEY = /^[0-9.]+\/[0-9.]+\/[0-9.]+\/[0-9a-f]{16,64}\.dcm$/;
+export const BLOB_KEY = /^[0-9.]+\/[0-9.]+\/[0-9.]+\/[0-9a-f]{16,64}\.dcm$/;
 
 export class FileBlobStore implements BlobStore {
   readonly root: string;
@@ -41,7 +41,7 @@ export class FileBlobStore implements BlobStore {
   }
 
   private file(key: string): string {
-    if (!KEY.test(key) || key.includes('..')) throw new Error(`invalid blob key ${key}`);
+    if (!BLOB_KEY.test(key) || key.includes('..')) throw new Error(`invalid blob key ${key}`);
     return path.join(this.root, key);
   }
 
