@@ -160,3 +160,81 @@ export function storedRange(bitsStored: number, signed: boolean): { min: number;
     ? { min: -(2 ** (bitsStored - 1)), max: 2 ** (bitsStored - 1) - 1 }
     : { min: 0, max: 2 ** bitsStored - 1 };
 }
+
+/**
+ * flatten() for a step known to be monotone (non-decreasing or non-increasing) over the stored range, as
+ * Rescale Slope/Intercept composed with a LINEAR or LINEAR_EXACT window is (every operation in them, IEEE
+ * multiply and add, truncation and clamping, is monotone). Where the clamped output is equal at both ends of
+ * an interval it is equal inside it, so the interval is filled without evaluating it; intervals are halved
+ * until that holds. A window over 400 of 65536 stored values costs a few hundred evaluations instead of
+ * 65536 (test/render-lut.test.ts checks it against flatten() on random windows).
+ */
+export function flattenMonotone(step: Step, storedMin: number, storedMax: number): Uint8Array {
+  const n = storedMax - storedMin + 1;
+  const table = new Uint8Array(n);
+  const at = (i: number): number => {
+    const v = step(storedMin + i);
+    return v <= 0 ? 0 : v >= 255 ? 255 : v | 0; // as a Uint8Array store: truncation, NaN -> 0
+  };
+  const fill = (lo: number, hi: number, vlo: number, vhi: number): void => {
+    for (;;) {
+      if (vlo === vhi) { table.fill(vlo, lo, hi + 1); return; }
+      if (hi - lo <= 1) { table[lo] = vlo; table[hi] = vhi; return; }
+      const mid = (lo + hi) >>> 1;
+      const vm = at(mid);
+      fill(lo, mid, vlo, vm);
+      lo = mid; vlo = vm;
+    }
+  };
+  fill(0, n - 1, at(0), at(n - 1));
+  return table;
+}
+
+/**
+ * A table indexed by the bit pattern of a sample of `patternBits` bits (8 or 16 for typed arrays), read as signed or unsigned,
+ * from a table indexed by (stored value - storedMin): pattern[w] = table[clamp(value(w) - storedMin)]. The
+ * per-pixel loop then needs no subtraction and no clamping, and reads every integer typed array the decoders
+ * give (Int16Array, Uint8Array, ...) through one unsigned view. Built from block copies and fills.
+ */
+export function patternTable(table: Uint8Array, storedMin: number, patternBits: number, signed: boolean): Uint8Array {
+  const size = 1 << patternBits;
+  const pattern = new Uint8Array(size);
+  const last = table.length - 1;
+  // pattern[p0 + k] = table[clamp(s0 + k - storedMin)] for k in [0, n)
+  const map = (p0: number, s0: number, n: number) => {
+    let k = 0;
+    const below = Math.min(n, Math.max(0, storedMin - s0));
+    if (below > 0) { pattern.fill(table[0], p0, p0 + below); k = below; }
+    const inEnd = Math.min(n, storedMin + last - s0 + 1);
+    if (inEnd > k) { pattern.set(table.subarray(s0 + k - storedMin, s0 + inEnd - storedMin), p0 + k); k = inEnd; }
+    if (k < n) pattern.fill(table[last], p0 + k, p0 + n);
+  };
+  if (!signed) map(0, 0, size);
+  else { map(0, 0, size / 2); map(size / 2, -size / 2, size / 2); }
+  return pattern;
+}
+
+/**
+ * patternTable() for packed 16-bit words (DecodedFrame.packedShift): the stored value of word w is its bits
+ * shift .. shift+bits-1, sign-extended when signed. With shift 0 the table is one block of 2^bits entries
+ * repeated; otherwise every word is worked out.
+ */
+export function packedPatternTable(table: Uint8Array, storedMin: number, bits: number, shift: number, signed: boolean): Uint8Array {
+  if (shift === 0 && bits >= 1 && bits <= 16) {
+    const block = patternTable(table, storedMin, bits, signed);
+    if (bits === 16) return block;
+    const pattern = new Uint8Array(65536);
+    pattern.set(block.subarray(0, 1 << bits));
+    for (let filled = 1 << bits; filled < 65536; filled *= 2) pattern.copyWithin(filled, 0, filled);
+    return pattern;
+  }
+  const pattern = new Uint8Array(65536);
+  const up = 32 - bits - shift, down = 32 - bits, mask = bits >= 32 ? -1 : (1 << bits) - 1;
+  const last = table.length - 1;
+  for (let w = 0; w < 65536; w++) {
+    const v = signed ? (w << up) >> down : (w >>> shift) & mask;
+    const k = v - storedMin;
+    pattern[w] = table[k < 0 ? 0 : k > last ? last : k];
+  }
+  return pattern;
+}

@@ -8,7 +8,7 @@
  * Colour: see colour.ts. Then overlays (overlay.ts) and the viewport (viewport.ts).
  */
 import { RenderError } from './errors';
-import { compose, flatten, minMaxWindow, modalityStep, storedRange, voiLutSequence, voiWindowStep, type Step } from './lut';
+import { compose, flatten, flattenMonotone, packedPatternTable, patternTable, minMaxWindow, modalityStep, storedRange, voiLutSequence, voiWindowStep, type Step } from './lut';
 import { applyPalette, colourTo8, paletteTable } from './colour';
 import { burnOverlays } from './overlay';
 import { applyViewport, planViewport } from './viewport';
@@ -150,11 +150,25 @@ export function appliedVoi(desc: ImageDescription, frameNumber: number, decoded:
   const r = resolveVoi(voi, opts);
   if (r.kind === 'window') return { kind: 'window', center: r.center, width: r.width, function: r.fn, auto: false };
   if (r.kind === 'lut') return { kind: 'lut', explanation: voi.luts[r.index].explanation };
-  const pixels = decoded.pixels;
+  const pixels = storedValues(decoded);
   const modality: Step = isFloatArray(pixels) ? (x) => x : modalityStep(frameModalityLut(desc, frameNumber));
   const { min, max } = modalityMinMax(pixels, decoded.rows * decoded.columns, modality);
   const w = minMaxWindow(min, max);
   return { kind: 'window', center: w.center, width: w.width, function: 'LINEAR', auto: true };
+}
+
+/** The frame's stored values: its pixels, or, for packed native words (DecodedFrame.packedShift), extracted. */
+export function storedValues(decoded: DecodedFrame): DecodedFrame['pixels'] {
+  const shift = decoded.packedShift;
+  if (shift === undefined) return decoded.pixels;
+  const words = decoded.pixels as Uint16Array;
+  const n = decoded.rows * decoded.columns;
+  const bits = decoded.bitsStored;
+  const out = decoded.signed ? new Int16Array(n) : new Uint16Array(n);
+  const up = 32 - bits - shift, down = 32 - bits, mask = (1 << bits) - 1;
+  if (decoded.signed) for (let i = 0; i < n; i++) out[i] = (words[i] << up) >> down;
+  else for (let i = 0; i < n; i++) out[i] = (words[i] >>> shift) & mask;
+  return out;
 }
 
 export function renderGrey(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions): Uint8Array {
@@ -188,13 +202,34 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
   }
 
   let mm: { min: number; max: number } | undefined;
-  const getMinMax = () => (mm ??= modalityMinMax(pixels, count, modality));
+  const getMinMax = () => (mm ??= modalityMinMax(storedValues(decoded), count, modality));
   const voiKey = resolved.kind === 'window' ? `w${resolved.center},${resolved.width},${resolved.fn}`
     : resolved.kind === 'lut' ? `l${resolved.index}` : `m${getMinMax().min},${getMinMax().max}`;
   const key = desc.sopInstanceUID ? `${desc.sopInstanceUID}|${frameNumber}|${voiKey}|${inverted ? 1 : 0}|${range.min}|${range.max}` : undefined;
+  // Rescale composed with a linear window (or the min-max one) is monotone: flattenMonotone fills it in runs.
+  const monotone = frameModalityLut(desc, frameNumber).kind === 'rescale' && (resolved.kind === 'minmax' || (resolved.kind === 'window' && resolved.fn !== 'SIGMOID'));
+  const storedTable = () => (monotone ? flattenMonotone : flatten)(compose(modality, voiStep(desc, voi, resolved, low, high, getMinMax)), range.min, range.max);
+
+  const packed = decoded.packedShift !== undefined;
+  const view = packed ? { words: pixels as Uint16Array, bits: 16 as const, signed: decoded.signed } : patternView(pixels, count);
+  if (view) {
+    // One table indexed by the sample's bit pattern (masking and sign extension of packed words folded in):
+    // the loop is a single read per pixel, four pixels per step.
+    const pkey = key && `${key}|p${view.bits}${view.signed ? 's' : 'u'}${packed ? `k${decoded.packedShift}` : ''}`;
+    let pattern = pkey ? tableCache.get(pkey) : undefined;
+    if (!pattern) {
+      pattern = packed ? packedPatternTable(storedTable(), range.min, decoded.bitsStored, decoded.packedShift!, decoded.signed)
+        : patternTable(storedTable(), range.min, view.bits, view.signed);
+      if (pkey) tableCache.set(pkey, pattern);
+    }
+    if (view.bits === 16) lookup16(view.words as Uint16Array, pattern, out, count);
+    else lookup8(view.words as Uint8Array, pattern, out, count);
+    return out;
+  }
+
   let table = key ? tableCache.get(key) : undefined;
   if (!table) {
-    table = flatten(compose(modality, voiStep(desc, voi, resolved, low, high, getMinMax)), range.min, range.max);
+    table = storedTable();
     if (key) tableCache.set(key, table);
   }
   const min = range.min;
@@ -205,6 +240,51 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
     out[i] = table[k];
   }
   return out;
+}
+
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** An unsigned 8- or 16-bit view of an integer sample array, and whether its values are signed. */
+function patternView(pixels: DecodedFrame['pixels'], count: number): { words: Uint8Array | Uint16Array; bits: 8 | 16; signed: boolean } | undefined {
+  if (pixels instanceof Uint16Array || pixels instanceof Int16Array) {
+    return { words: new Uint16Array(pixels.buffer, pixels.byteOffset, count), bits: 16, signed: pixels instanceof Int16Array };
+  }
+  if (pixels instanceof Uint8Array || pixels instanceof Int8Array || pixels instanceof Uint8ClampedArray) {
+    return { words: new Uint8Array(pixels.buffer, pixels.byteOffset, count), bits: 8, signed: pixels instanceof Int8Array };
+  }
+  return undefined;
+}
+
+/** out[i] = table[words[i]]; with aligned input, two 32-bit reads and one 32-bit write per four pixels. */
+function lookup16(words: Uint16Array, table: Uint8Array, out: Uint8Array, count: number): void {
+  let i = 0;
+  if (LITTLE_ENDIAN_HOST && words.byteOffset % 4 === 0 && out.byteOffset % 4 === 0) {
+    const quads = count >>> 2;
+    const w32 = new Uint32Array(words.buffer, words.byteOffset, quads * 2);
+    const o32 = new Int32Array(out.buffer, out.byteOffset, quads);
+    for (let q = 0, j = 0; q < quads; q++, j += 2) {
+      const a = w32[j], b = w32[j + 1];
+      // little-endian host (samples.ts checks it): the first pixel is the low half, and goes to the low byte
+      o32[q] = table[a & 0xffff] | (table[a >>> 16] << 8) | (table[b & 0xffff] << 16) | (table[b >>> 16] << 24);
+    }
+    i = quads * 4;
+  }
+  for (; i < count; i++) out[i] = table[words[i]];
+}
+
+function lookup8(words: Uint8Array, table: Uint8Array, out: Uint8Array, count: number): void {
+  let i = 0;
+  if (LITTLE_ENDIAN_HOST && words.byteOffset % 4 === 0 && out.byteOffset % 4 === 0) {
+    const quads = count >>> 2;
+    const w32 = new Uint32Array(words.buffer, words.byteOffset, quads);
+    const o32 = new Int32Array(out.buffer, out.byteOffset, quads);
+    for (let q = 0; q < quads; q++) {
+      const a = w32[q];
+      o32[q] = table[a & 0xff] | (table[(a >>> 8) & 0xff] << 8) | (table[(a >>> 16) & 0xff] << 16) | (table[a >>> 24] << 24);
+    }
+    i = quads * 4;
+  }
+  for (; i < count; i++) out[i] = table[words[i]];
 }
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -36,6 +36,13 @@ export interface DecodedFrame {
   /** bits of the stored values after decode (grey) */
   bitsStored: number;
   signed: boolean;
+  /**
+   * Set only when decodeFrame was asked to keep native samples packed (DecodeOptions.packed): `pixels` are then
+   * the frame's own 16-bit words, unmasked, and each stored value is bits packedShift .. packedShift+bitsStored-1
+   * of its word, sign-extended when `signed`. The grey renderer folds that into its table (no extraction pass);
+   * storedValues() in render.ts extracts them for anything else.
+   */
+  packedShift?: number;
 }
 
 /** Where one frame's bytes are handed to the decoder. */

@@ -32,7 +32,7 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
   if (!ready) ready = Promise.all([initCodecs(), initRender()]);
   await ready;
   try {
-    const decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame);
+    const decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame, { packed: true });
     let image = renderFrame(t.desc, t.frameNumber, decoded, t.options);
     if (t.annotation && t.annotation.kinds.length > 0) {
       const voi = appliedVoi(t.desc, t.frameNumber, decoded, t.options);

@@ -31,7 +31,12 @@ export { initCodecs } from './wasm';
  * For native frames that need no masking the returned pixels are a view on `frame.data` (no copy): callers that
  * recycle that buffer must copy first.
  */
-export function decodeFrame(transferSyntaxUID: string, frame: FrameBytes, info: FrameInfo): DecodedFrame {
+export interface DecodeOptions {
+  /** for the grey renderer only: native 16-bit grey words may stay packed (DecodedFrame.packedShift) */
+  packed?: boolean;
+}
+
+export function decodeFrame(transferSyntaxUID: string, frame: FrameBytes, info: FrameInfo, options: DecodeOptions = {}): DecodedFrame {
   const family = syntaxFamily(transferSyntaxUID);
   if (family === undefined) {
     throw new CodecError('UNSUPPORTED_TRANSFER_SYNTAX', `Transfer Syntax ${String(transferSyntaxUID)} is not supported`);
@@ -42,7 +47,7 @@ export function decodeFrame(transferSyntaxUID: string, frame: FrameBytes, info: 
   const layout = layoutOf(info);
   switch (family) {
     case 'native':
-      return decodeNative(frame, layout, false);
+      return decodeNative(frame, layout, false, options.packed === true);
     case 'native-big-endian':
       return decodeNative(frame, layout, true);
     case 'rle':

@@ -9,9 +9,20 @@ import { decodedFrame } from './frame';
 import type { PixelLayout } from './samples';
 import { interleave, unpackBits, unpackFloats, unpackSamples, upsample422 } from './samples';
 
-export function decodeNative(frame: FrameBytes, layout: PixelLayout, bigEndian: boolean): DecodedFrame {
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+export function decodeNative(frame: FrameBytes, layout: PixelLayout, bigEndian: boolean, packed = false): DecodedFrame {
   const { data } = frame;
   const { pixelCount, samplesPerPixel } = layout;
+  if (packed && !bigEndian && LITTLE_ENDIAN_HOST && layout.format === 'int' && samplesPerPixel === 1 && layout.bitsAllocated === 16
+    && (layout.photometricInterpretation === 'MONOCHROME1' || layout.photometricInterpretation === 'MONOCHROME2')
+    && data.byteOffset % 2 === 0 && !(layout.shift === 0 && layout.bitsStored === 16)) {
+    // Grey 16-bit words whose stored bits need masking: hand the words over as they are (DecodedFrame.packedShift).
+    if (data.length < pixelCount * 2) throw new CodecError('FRAME_TOO_SHORT', `frame has ${data.length} bytes, ${pixelCount * 2} needed`);
+    const f = decodedFrame(layout, new Uint16Array(data.buffer, data.byteOffset, pixelCount), layout.photometricInterpretation);
+    f.packedShift = layout.shift;
+    return f;
+  }
   if (layout.bitsAllocated === 1) {
     return decodedFrame(layout, unpackBits(data, pixelCount, frame.bitOffset ?? 0), layout.photometricInterpretation);
   }
