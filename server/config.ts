@@ -55,6 +55,8 @@ export interface Config {
   limits: Limits;
   /** Bytes of rendered images kept in memory. */
   renderCacheBytes: number;
+  /** Bytes of frames kept in memory for rendering (stored bytes, or decoded samples of compressed frames). */
+  frameCacheBytes: number;
   /** Render worker threads (0: render on the main thread). */
   renderWorkers: number;
   /** Log one line per request. */
@@ -76,7 +78,8 @@ const DEFAULTS: Config = {
     maxViewport: 8192,
     requestTimeoutMs: 120_000,
   },
-  renderCacheBytes: 256 * 1024 * 1024,
+  renderCacheBytes: 64 * 1024 * 1024,
+  frameCacheBytes: 64 * 1024 * 1024,
   renderWorkers: 2,
   logRequests: false,
   auth: { enabled: false, apiKeys: new Map(), readScope: 'dicomweb.read', writeScope: 'dicomweb.write', signedLinkMaxSeconds: 7 * 24 * 3600 },
@@ -103,7 +106,7 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
     }
   }
   const get = (flag: string, envName: string) => flags[flag] ?? env[envName];
-  const known = new Set(['port', 'host', 'data', 'public-url', 'cors-origins', 'render-workers', 'render-cache-mb', 'max-body-mb',
+  const known = new Set(['port', 'host', 'data', 'public-url', 'cors-origins', 'render-workers', 'render-cache-mb', 'frame-cache-mb', 'max-body-mb',
     'max-part-mb', 'max-render-pixels', 'max-viewport', 'request-timeout-ms', 'log-requests',
     'auth-issuer', 'auth-audience', 'auth-jwks-url', 'auth-jwks-file', 'auth-read-scope', 'auth-write-scope', 'api-keys', 'api-keys-file',
     'signed-link-key', 'signed-link-max-seconds']);
@@ -121,6 +124,7 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
   v('cors-origins', 'CORS_ORIGINS', (s) => { c.corsOrigins = s.split(',').map((o) => o.trim()).filter(Boolean); });
   v('render-workers', 'RENDER_WORKERS', (s) => { c.renderWorkers = int('render-workers', s, 0, 64); });
   v('render-cache-mb', 'RENDER_CACHE_MB', (s) => { c.renderCacheBytes = int('render-cache-mb', s, 0, 65536) * 1024 * 1024; });
+  v('frame-cache-mb', 'FRAME_CACHE_MB', (s) => { c.frameCacheBytes = int('frame-cache-mb', s, 0, 65536) * 1024 * 1024; });
   v('max-body-mb', 'MAX_BODY_MB', (s) => { c.limits.maxBodyBytes = int('max-body-mb', s, 1, 1 << 22) * 1024 * 1024; });
   v('max-part-mb', 'MAX_PART_MB', (s) => { c.limits.maxPartBytes = int('max-part-mb', s, 1, 1 << 22) * 1024 * 1024; });
   v('max-render-pixels', 'MAX_RENDER_PIXELS', (s) => { c.limits.maxRenderPixels = int('max-render-pixels', s, 1, 2 ** 31 - 1); });

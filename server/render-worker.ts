@@ -4,13 +4,16 @@
  * crosses it by transfer, not copy.
  */
 import { move } from 'piscina';
-import { decodeFrame, initCodecs, CodecError } from '../render/codecs';
+import { decodeFrame, initCodecs, isEncapsulated, CodecError } from '../render/codecs';
 import { renderFrame, encodeImage, initRender, RenderError, annotate, annotationText, appliedVoi } from '../render';
-import type { ImageDescription, RenderOptions, RenderedMediaType } from '../render';
+import type { DecodedFrame, ImageDescription, RenderOptions, RenderedMediaType } from '../render';
 
 export interface RenderTask {
   transferSyntaxUID: string;
-  data: Uint8Array;
+  /** the frame's stored bytes (native) or bitstream (encapsulated); not needed when `decoded` is given */
+  data?: Uint8Array;
+  /** the frame already decoded by an earlier task (its samples in shared memory) */
+  decoded?: DecodedFrame;
   bitOffset?: number;
   desc: ImageDescription;
   frameNumber: number;
@@ -21,7 +24,8 @@ export interface RenderTask {
   annotation?: { kinds: string[]; metadata: string };
 }
 
-export type RenderResult = { ok: true; body: Uint8Array } | { ok: false; status: number; reason: string };
+/** `decoded`: a compressed frame's samples, in shared memory, for the caller to keep for the next window. */
+export type RenderResult = { ok: true; body: Uint8Array; decoded?: DecodedFrame } | { ok: false; status: number; reason: string };
 
 /** True when `b` is the whole of its ArrayBuffer, so transferring that buffer moves `b` and nothing else. */
 export const ownsBuffer = (b: Uint8Array) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
@@ -32,7 +36,14 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
   if (!ready) ready = Promise.all([initCodecs(), initRender()]);
   await ready;
   try {
-    const decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame, { packed: true });
+    let decoded = t.decoded;
+    let keep: DecodedFrame | undefined;
+    if (!decoded) {
+      if (!t.data) return { ok: false, status: 500, reason: 'rendering failed' };
+      decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame, { packed: true });
+      // Decoding a compressed frame is the expensive step (JPEG 2000: a hundred times the rest): hand its samples back.
+      if (isEncapsulated(t.transferSyntaxUID)) decoded = keep = inSharedMemory(decoded);
+    }
     let image = renderFrame(t.desc, t.frameNumber, decoded, t.options);
     if (t.annotation && t.annotation.kinds.length > 0) {
       const voi = appliedVoi(t.desc, t.frameNumber, decoded, t.options);
@@ -41,7 +52,7 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
       image = annotate(image, lines);
     }
     const body = encodeImage(image, t.mediaType, { quality: t.quality });
-    return { ok: true, body };
+    return { ok: true, body, decoded: keep };
   } catch (e) {
     if (e instanceof RenderError) return { ok: false, status: e.status, reason: e.message };
     if (e instanceof CodecError) {
@@ -52,8 +63,18 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
   }
 }
 
-/** piscina calls the default export: the image goes back by transfer when it owns its buffer. */
+function inSharedMemory(d: DecodedFrame): DecodedFrame {
+  const p = d.pixels;
+  const copy = new (p.constructor as new (b: SharedArrayBuffer) => typeof p)(new SharedArrayBuffer(p.byteLength));
+  copy.set(p as any);
+  return { ...d, pixels: copy };
+}
+
+/**
+ * piscina calls the default export: the image alone goes back by transfer when it owns its buffer (the usual
+ * case); with decoded samples to keep, the result goes back whole, the image copied.
+ */
 export default async function renderInWorker(t: RenderTask): Promise<RenderResult | ReturnType<typeof move>> {
   const r = await renderTask(t);
-  return r.ok && ownsBuffer(r.body) ? move(r.body) : r;
+  return r.ok && !r.decoded && ownsBuffer(r.body) ? move(r.body) : r;
 }

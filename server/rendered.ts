@@ -15,8 +15,8 @@ import { requestAccept, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
 import { parseFrameList } from './wado';
 import { sendMultipart, wrap } from './http';
-import { renderTask, RenderTask, RenderResult, ownsBuffer } from './render-worker';
-import type { RenderOptions, RenderedMediaType } from '../render';
+import { renderTask, RenderTask, RenderResult } from './render-worker';
+import type { DecodedFrame, RenderOptions, RenderedMediaType } from '../render';
 
 /** Bumped whenever rendering output changes, so ETags change with it. */
 export const RENDER_VERSION = '1';
@@ -135,27 +135,47 @@ export function chooseRenderedType(req: Request): RenderedMediaType {
 // ---------------------------------------------------------------------------------------------
 // The service: worker pool + byte-bounded cache
 
-class ByteLru {
-  private map = new Map<string, Buffer>();
+/** A map bounded by the bytes of its values, least recently used first out. */
+class ByteLru<V> {
+  private map = new Map<string, { v: V; size: number }>();
   private bytes = 0;
   constructor(private readonly max: number) {}
-  get(k: string) { const v = this.map.get(k); if (v) { this.map.delete(k); this.map.set(k, v); } return v; }
-  set(k: string, v: Buffer) {
-    if (v.length > this.max / 4) return; // one image never evicts most of the cache
+  get(k: string): V | undefined {
+    const e = this.map.get(k);
+    if (e) { this.map.delete(k); this.map.set(k, e); }
+    return e?.v;
+  }
+  set(k: string, v: V, size: number) {
     const old = this.map.get(k);
-    if (old) { this.bytes -= old.length; this.map.delete(k); }
-    this.map.set(k, v); this.bytes += v.length;
+    if (old) { this.bytes -= old.size; this.map.delete(k); }
+    if (size > this.max / 4) return; // one value never evicts most of the cache
+    this.map.set(k, { v, size }); this.bytes += size;
     while (this.bytes > this.max) {
-      const [fk, fv] = this.map.entries().next().value as [string, Buffer];
-      this.map.delete(fk); this.bytes -= fv.length;
+      const [fk, fe] = this.map.entries().next().value as [string, { size: number }];
+      this.map.delete(fk); this.bytes -= fe.size;
     }
   }
 }
 
+/** A frame as the renderer gets it: stored bytes, or (compressed frames, once decoded) its decoded samples. */
+type CachedFrame = { data: Uint8Array; bitOffset?: number; decoded?: undefined } | { decoded: DecodedFrame; data?: undefined; bitOffset?: undefined };
+
+/** A copy of `b` in shared memory: workers read it in place, so the cached frame is never copied again. */
+function shared(b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(new SharedArrayBuffer(b.byteLength));
+  out.set(b);
+  return out;
+}
+
 export class RenderService {
   private pool?: Piscina;
-  private cache: ByteLru;
-  constructor(private readonly ctx: ServerContext) { this.cache = new ByteLru(ctx.config.renderCacheBytes); }
+  private cache: ByteLru<Buffer>;
+  /** Frames recently rendered (key: SOP Instance UID, content hash, frame number), in shared memory. */
+  private frames: ByteLru<CachedFrame>;
+  constructor(private readonly ctx: ServerContext) {
+    this.cache = new ByteLru(ctx.config.renderCacheBytes);
+    this.frames = new ByteLru(ctx.config.frameCacheBytes);
+  }
 
   async start() {
     if (this.ctx.config.renderWorkers > 0) {
@@ -178,21 +198,30 @@ export class RenderService {
     if (!info.render) throw new HttpError(406, 'this instance has no renderable pixel data');
     const f = info.render.frame;
     if (f.rows * f.columns > this.ctx.config.limits.maxRenderPixels) throw badRequest('frame larger than the rendering pixel limit');
-    const frame = await readFrame(this.ctx, info, frameNumber);
+    // A viewer changing the window re-renders the same frame: its bytes (or decoded samples) come from memory.
+    const frameKey = `${info.sopInstanceUID}|${info.sha256}|${frameNumber}`;
+    let frame = this.frames.get(frameKey);
+    if (!frame) {
+      const read = await readFrame(this.ctx, info, frameNumber);
+      frame = { data: shared(read.data), bitOffset: read.bitOffset };
+      this.frames.set(frameKey, frame, read.data.byteLength);
+    }
     const task: RenderTask = {
-      transferSyntaxUID: info.transferSyntaxUID, data: frame.data, bitOffset: frame.bitOffset, desc: info.render, frameNumber,
-      options: params.options, mediaType, quality: params.quality,
+      transferSyntaxUID: info.transferSyntaxUID, data: frame.data, bitOffset: frame.bitOffset, decoded: frame.decoded,
+      desc: info.render, frameNumber, options: params.options, mediaType, quality: params.quality,
       annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
     };
-    // The frame bytes were read for this task alone: transfer them to the worker rather than copy (a 512x512 CT
-    // frame is 512 KB); the image comes back by transfer too (render-worker.ts).
-    const result: RenderResult | Uint8Array = this.pool
-      ? await this.pool.run(task, { transferList: ownsBuffer(frame.data) ? [frame.data.buffer as ArrayBuffer] : undefined })
-      : await renderTask(task);
-    const image = ArrayBuffer.isView(result) ? result : result.ok ? result.body : undefined;
-    if (!image) { const r = result as { status: number; reason: string }; throw new HttpError(r.status, r.reason); }
+    // Shared memory crosses to the worker without a copy; the image comes back by transfer (render-worker.ts).
+    const result: RenderResult | Uint8Array = this.pool ? await this.pool.run(task) : await renderTask(task);
+    let image: Uint8Array;
+    if (ArrayBuffer.isView(result)) image = result;
+    else if (!result.ok) throw new HttpError(result.status, result.reason);
+    else {
+      image = result.body;
+      if (result.decoded) this.frames.set(frameKey, { decoded: result.decoded }, result.decoded.pixels.byteLength);
+    }
     const body = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
-    this.cache.set(key, body);
+    this.cache.set(key, body, body.length);
     return body;
   }
 }
