@@ -42,10 +42,22 @@ function pngChunk(type: string, data: Uint8Array): Buffer[] {
  * pngjs's per-byte filter dispatch and JavaScript CRC were 40% of its encode time on a 512x512 CT
  * (bench/profile.ts). Lossless always.
  */
+/**
+ * The filtered rows are only read by deflateSync, within the call: one buffer per thread serves every call,
+ * instead of a new one per image that lingers, unreferenced, until the isolate next collects (V8 lets up to
+ * ~64 MB of such external memory pile up first; it was a third of a render worker's memory).
+ */
+let rawScratch: Buffer | undefined;
+function scratch(bytes: number): Buffer {
+  if (bytes > 64 * 1024 * 1024) return Buffer.allocUnsafe(bytes); // a huge image: not kept
+  if (!rawScratch || rawScratch.length < bytes) rawScratch = Buffer.allocUnsafe(Math.max(bytes, 1 << 20));
+  return rawScratch.subarray(0, bytes);
+}
+
 export function encodePng(img: RenderedImage): Buffer {
   const { width, height, channels, data } = img;
   const stride = width * channels;
-  const raw = Buffer.allocUnsafe((stride + 1) * height);
+  const raw = scratch((stride + 1) * height);
   // PNG 9.2 filter type 2 on every row: Up(x) = Raw(x) - Prior(x) modulo 256; the first row has no prior row.
   raw[0] = 2;
   raw.set(data.subarray(0, stride), 1);

@@ -37,8 +37,11 @@ export class LruCache<V> {
   clear(): void { this.map.clear(); }
 }
 
-/** At most 256 tables of at most 64 KiB (16-bit stored values): 16 MiB. */
-export const tableCache = new LruCache<Uint8Array>(256);
+/**
+ * At most 64 tables of at most 64 KiB (16-bit stored values or patterns): 4 MiB per thread. A table costs
+ * 0.05-0.1 ms to build for a linear window (flattenMonotone), so more would buy little and cost memory.
+ */
+export const tableCache = new LruCache<Uint8Array>(64);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Per-frame parameters (PS3.3 C.7.6.16: Per-Frame overrides Shared overrides the image level)     */
@@ -171,14 +174,14 @@ export function storedValues(decoded: DecodedFrame): DecodedFrame['pixels'] {
   return out;
 }
 
-export function renderGrey(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions): Uint8Array {
+export function renderGrey(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions, into?: Uint8Array): Uint8Array {
   const count = decoded.rows * decoded.columns;
   const pixels = decoded.pixels;
   const inverted = isInverted(desc);
   const low = inverted ? 255 : 0, high = inverted ? 0 : 255;
   const voi = frameVoi(desc, frameNumber);
   const resolved = resolveVoi(voi, opts);
-  const out = new Uint8Array(count);
+  const out = into && into.length >= count ? into.subarray(0, count) : new Uint8Array(count);
 
   if (isFloatArray(pixels)) {
     // Float / Double Float Pixel Data (C.7.6.24): values are already in output units; no table.
@@ -314,7 +317,12 @@ export function renderColour(desc: ImageDescription, decoded: DecodedFrame): Uin
 
 /* ---------------------------------------------------------------------------------------------- */
 
-export function renderFrame(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions = {}): RenderedImage {
+/**
+ * `into`: a buffer the grey output may be written to when it is large enough (the returned image's data is then
+ * a view on it). For a caller that renders one image at a time and lets go of it before the next (the render
+ * worker), this saves an allocation per image; anyone keeping images must not pass it.
+ */
+export function renderFrame(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions = {}, into?: Uint8Array): RenderedImage {
   if (!Number.isInteger(frameNumber) || frameNumber < 1 || frameNumber > desc.numberOfFrames) {
     throw new RenderError('BAD_FRAME', `frame ${frameNumber} out of range 1..${desc.numberOfFrames}`);
   }
@@ -331,7 +339,7 @@ export function renderFrame(desc: ImageDescription, frameNumber: number, decoded
 
   let img: RenderedImage;
   if (grey) {
-    img = { width: columns, height: rows, channels: 1, data: renderGrey(desc, frameNumber, decoded, opts) };
+    img = { width: columns, height: rows, channels: 1, data: renderGrey(desc, frameNumber, decoded, opts, into) };
   } else {
     img = { width: columns, height: rows, channels: 3, data: renderColour(desc, decoded) };
   }

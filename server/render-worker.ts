@@ -4,8 +4,10 @@
  * crosses it by transfer, not copy.
  */
 import { move } from 'piscina';
-import { decodeFrame, initCodecs, isEncapsulated, CodecError } from '../render/codecs';
-import { renderFrame, encodeImage, initRender, RenderError, annotate, annotationText, appliedVoi } from '../render';
+import * as v8 from 'v8';
+import * as vm from 'vm';
+import { decodeFrame, initCodecs, initCodecsFor, isEncapsulated, trimCodecHeaps, CodecError } from '../render/codecs';
+import { renderFrame, encodeImage, RenderError, annotate, annotationText, appliedVoi } from '../render';
 import type { DecodedFrame, ImageDescription, RenderOptions, RenderedMediaType } from '../render';
 
 export interface RenderTask {
@@ -30,11 +32,11 @@ export type RenderResult = { ok: true; body: Uint8Array; decoded?: DecodedFrame 
 /** True when `b` is the whole of its ArrayBuffer, so transferring that buffer moves `b` and nothing else. */
 export const ownsBuffer = (b: Uint8Array) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
 
-let ready: Promise<unknown> | undefined;
+let greyScratch: Uint8Array | undefined;
 
 export async function renderTask(t: RenderTask): Promise<RenderResult> {
-  if (!ready) ready = Promise.all([initCodecs(), initRender()]);
-  await ready;
+  // Only the codecs this frame and this output need: each wasm heap is memory the thread keeps.
+  await Promise.all([t.decoded ? undefined : initCodecsFor(t.transferSyntaxUID), t.mediaType === 'image/jpeg' ? initCodecs(['dcmjs-codecs']) : undefined]);
   try {
     let decoded = t.decoded;
     let keep: DecodedFrame | undefined;
@@ -42,9 +44,15 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
       if (!t.data) return { ok: false, status: 500, reason: 'rendering failed' };
       decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame, { packed: true });
       // Decoding a compressed frame is the expensive step (JPEG 2000: a hundred times the rest): hand its samples back.
-      if (isEncapsulated(t.transferSyntaxUID)) decoded = keep = inSharedMemory(decoded);
+      if (isEncapsulated(t.transferSyntaxUID)) {
+        decoded = keep = inSharedMemory(decoded);
+        scheduleTrim();
+      }
     }
-    let image = renderFrame(t.desc, t.frameNumber, decoded, t.options);
+    const pixels = t.desc.frame.rows * t.desc.frame.columns;
+    if (pixels <= 64 * 1024 * 1024 && (!greyScratch || greyScratch.length < pixels)) greyScratch = new Uint8Array(Math.max(pixels, 1 << 20));
+    // One grey buffer per thread: the image is encoded (copied) before this task ends and the next begins.
+    let image = renderFrame(t.desc, t.frameNumber, decoded, t.options, greyScratch);
     if (t.annotation && t.annotation.kinds.length > 0) {
       const voi = appliedVoi(t.desc, t.frameNumber, decoded, t.options);
       const lines = annotationText(JSON.parse(t.annotation.metadata), t.annotation.kinds,
@@ -61,6 +69,28 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
     }
     return { ok: false, status: 500, reason: 'rendering failed' };
   }
+}
+
+/**
+ * After a compressed frame, give back codec heap beyond what a thread keeps (trimCodecHeaps), once the task has
+ * answered. A full collection frees the old heap at once; an idle worker would otherwise hold it until its next GC.
+ */
+let trimming = false;
+function scheduleTrim(): void {
+  if (trimming) return;
+  trimming = true;
+  setImmediate(() => {
+    trimCodecHeaps().then((replaced) => { if (replaced) collectGarbage(); }, () => undefined).finally(() => { trimming = false; });
+  });
+}
+
+let gc: (() => void) | undefined;
+function collectGarbage(): void {
+  if (!gc) {
+    v8.setFlagsFromString('--expose-gc');
+    gc = vm.runInNewContext('gc') as () => void;
+  }
+  gc();
 }
 
 function inSharedMemory(d: DecodedFrame): DecodedFrame {

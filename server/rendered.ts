@@ -16,6 +16,7 @@ import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
 import { parseFrameList } from './wado';
 import { sendMultipart, wrap } from './http';
 import { renderTask, RenderTask, RenderResult } from './render-worker';
+import { isEncapsulated } from '../render/codecs';
 import type { DecodedFrame, RenderOptions, RenderedMediaType } from '../render';
 
 /** Bumped whenever rendering output changes, so ETags change with it. */
@@ -172,6 +173,8 @@ export class RenderService {
   private cache: ByteLru<Buffer>;
   /** Frames recently rendered (key: SOP Instance UID, content hash, frame number), in shared memory. */
   private frames: ByteLru<CachedFrame>;
+  /** Compressed frames being decoded now: concurrent requests for one frame wait for the first decode. */
+  private decoding = new Map<string, Promise<void>>();
   constructor(private readonly ctx: ServerContext) {
     this.cache = new ByteLru(ctx.config.renderCacheBytes);
     this.frames = new ByteLru(ctx.config.frameCacheBytes);
@@ -201,6 +204,12 @@ export class RenderService {
     // A viewer changing the window re-renders the same frame: its bytes (or decoded samples) come from memory.
     const frameKey = `${info.sopInstanceUID}|${info.sha256}|${frameNumber}`;
     let frame = this.frames.get(frameKey);
+    const pending = frame?.decoded ? undefined : this.decoding.get(frameKey);
+    if (pending) {
+      // Another request is decoding this compressed frame: wait for its samples rather than decode it again.
+      await pending;
+      frame = this.frames.get(frameKey);
+    }
     if (!frame) {
       const read = await readFrame(this.ctx, info, frameNumber);
       frame = { data: shared(read.data), bitOffset: read.bitOffset };
@@ -212,7 +221,13 @@ export class RenderService {
       annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
     };
     // Shared memory crosses to the worker without a copy; the image comes back by transfer (render-worker.ts).
-    const result: RenderResult | Uint8Array = this.pool ? await this.pool.run(task) : await renderTask(task);
+    const run = this.pool ? this.pool.run(task) as Promise<RenderResult | Uint8Array> : renderTask(task);
+    if (!task.decoded && isEncapsulated(info.transferSyntaxUID) && !this.decoding.has(frameKey)) {
+      const settled = run.then(() => undefined, () => undefined);
+      this.decoding.set(frameKey, settled);
+      void settled.then(() => this.decoding.delete(frameKey));
+    }
+    const result = await run;
     let image: Uint8Array;
     if (ArrayBuffer.isView(result)) image = result;
     else if (!result.ok) throw new HttpError(result.status, result.reason);

@@ -24,7 +24,24 @@ import { syntaxFamily } from './syntaxes';
 export { CodecError } from './errors';
 export type { CodecErrorCode } from './errors';
 export { TransferSyntax, isEncapsulated, isSupportedTransferSyntax, nativeMediaType } from './syntaxes';
-export { initCodecs } from './wasm';
+export { initCodecs, trimCodecHeaps } from './wasm';
+import { initCodecs, type CodecName } from './wasm';
+
+/** The wasm codecs frames of this Transfer Syntax may need (native, RLE and JPEG Lossless need none). */
+export function codecsFor(transferSyntaxUID: string): CodecName[] {
+  switch (syntaxFamily(transferSyntaxUID)) {
+    case 'jpeg': return ['libjpeg-turbo-8bit', 'dcmjs-codecs'];
+    case 'jpeg-ls': return ['charls'];
+    case 'jpeg2000': return ['openjpeg'];
+    case 'htj2k': return ['openjph'];
+    default: return [];
+  }
+}
+
+/** initCodecs() for one Transfer Syntax only. */
+export function initCodecsFor(transferSyntaxUID: string): Promise<void> {
+  return initCodecs(codecsFor(transferSyntaxUID));
+}
 
 /**
  * Decode one frame. Throws CodecError for anything it cannot turn into exactly the frame `info` describes.

@@ -109,26 +109,54 @@ async function loadDcmjsCodecs(): Promise<void> {
 /** Heap size beyond which a failed decode replaces the emscripten instance (see withDecoder). */
 const EMSCRIPTEN_HEAP_LIMIT = 512 * 1024 * 1024;
 
-let initPromise: Promise<void> | undefined;
+/** What initCodecs loads: one emscripten codec, or dcmjs-codecs (12-bit JPEG decoding, and JPEG encoding). */
+export type CodecName = EmscriptenCodec | 'dcmjs-codecs';
+export const ALL_CODECS: readonly CodecName[] = [...(Object.keys(EMSCRIPTEN) as EmscriptenCodec[]), 'dcmjs-codecs'];
+
+const loading = new Map<CodecName, Promise<void>>();
+
+function load(name: CodecName): Promise<void> {
+  if (name === 'dcmjs-codecs' ? dcmjsCodecs : loaded[name].module) return Promise.resolve();
+  let p = loading.get(name);
+  if (!p) {
+    p = (name === 'dcmjs-codecs' ? loadDcmjsCodecs() : instantiate(name)).finally(() => loading.delete(name));
+    loading.set(name, p);
+  }
+  return p;
+}
 
 /**
- * Load every codec once. Idempotent and safe to call concurrently; a failed load is not cached, so a later call
- * retries.
+ * Load the named codecs (default: all) once per thread; each wasm heap costs memory (10-15 MB at rest), so a
+ * thread loads only what its frames need. Idempotent and safe to call concurrently; a failed load is not cached,
+ * so a later call retries.
  */
-export function initCodecs(): Promise<void> {
-  if (!initPromise) {
-    initPromise = Promise.all([
-      ...(Object.keys(EMSCRIPTEN) as EmscriptenCodec[]).map((name) => (loaded[name].module ? undefined : instantiate(name))),
-      dcmjsCodecs ? undefined : loadDcmjsCodecs(),
-    ]).then(
-      () => undefined,
-      (err: unknown) => {
-        initPromise = undefined;
-        throw err;
-      },
-    );
+export function initCodecs(names: readonly CodecName[] = ALL_CODECS): Promise<void> {
+  return Promise.all(names.map(load)).then(() => undefined);
+}
+
+/**
+ * Heap size an emscripten instance may keep after a decode. Wasm memory only grows: one 1760x1760 JPEG 2000
+ * frame leaves OpenJPEG's heap at ~80 MB, in every thread that ever decoded one. Past this size the instance is
+ * replaced (trimCodecHeaps) and the old heap is returned to the system when it is collected.
+ */
+const HEAP_RETAIN = 24 * 1024 * 1024;
+
+/**
+ * Replace every loaded emscripten instance whose heap is past HEAP_RETAIN by a fresh one (about 20 ms each, the
+ * compiled bytes being cached); the old instance serves until its successor is ready. Resolves true when one was
+ * replaced: the caller may then collect garbage to give the memory back at once.
+ */
+export async function trimCodecHeaps(): Promise<boolean> {
+  const bloated = (Object.keys(EMSCRIPTEN) as EmscriptenCodec[]).filter((name) => {
+    const e = loaded[name];
+    return e.module && !e.dead && !e.reloading && (e.module.HEAPU8 as Uint8Array).length > HEAP_RETAIN;
+  });
+  for (const name of bloated) {
+    const entry = loaded[name];
+    entry.reloading = instantiate(name).catch(() => undefined).finally(() => { entry.reloading = undefined; });
+    await entry.reloading;
   }
-  return initPromise;
+  return bloated.length > 0;
 }
 
 function reload(name: EmscriptenCodec): void {
