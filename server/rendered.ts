@@ -136,6 +136,9 @@ export function chooseRenderedType(req: Request): RenderedMediaType {
 // ---------------------------------------------------------------------------------------------
 // The service: worker pool + byte-bounded cache
 
+/** Frames up to this size may be rendered on the main thread when the workers are idle (RenderService.render). */
+const INLINE_MAX_PIXELS = 512 * 512;
+
 /** A map bounded by the bytes of its values, least recently used first out. */
 class ByteLru<V> {
   private map = new Map<string, { v: V; size: number }>();
@@ -175,6 +178,10 @@ export class RenderService {
   private frames: ByteLru<CachedFrame>;
   /** Compressed frames being decoded now: concurrent requests for one frame wait for the first decode. */
   private decoding = new Map<string, Promise<void>>();
+  /** Tasks handed to the worker pool and not yet answered. */
+  private inFlight = 0;
+  /** Calls of render() under way (not answered from the image cache). */
+  private active = 0;
   constructor(private readonly ctx: ServerContext) {
     this.cache = new ByteLru(ctx.config.renderCacheBytes);
     this.frames = new ByteLru(ctx.config.frameCacheBytes);
@@ -198,6 +205,15 @@ export class RenderService {
     key = etagOf(info, frameNumber, params, mediaType)): Promise<Buffer> {
     const hit = this.cache.get(key);
     if (hit) return hit;
+    this.active++;
+    try {
+      return await this.renderUncached(info, frameNumber, params, mediaType, key);
+    } finally {
+      this.active--;
+    }
+  }
+
+  private async renderUncached(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType, key: string): Promise<Buffer> {
     if (!info.render) throw new HttpError(406, 'this instance has no renderable pixel data');
     const f = info.render.frame;
     if (f.rows * f.columns > this.ctx.config.limits.maxRenderPixels) throw badRequest('frame larger than the rendering pixel limit');
@@ -221,7 +237,24 @@ export class RenderService {
       annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
     };
     // Shared memory crosses to the worker without a copy; the image comes back by transfer (render-worker.ts).
-    const run = this.pool ? this.pool.run(task) as Promise<RenderResult | Uint8Array> : renderTask(task);
+    // Handing a task to a worker and back costs ~0.5 ms here (two thread wake-ups), a third of a CT frame's
+    // render. With no task in flight, a small PNG from a frame that needs no decoding is rendered right here
+    // (at most ~1.5 ms of this thread); with tasks in flight, everything goes to the workers.
+    // "No task in flight" is judged after one turn of the event loop, so that requests already received are
+    // counted (this.active): else, at concurrency, each inline render would find the workers idle again and the
+    // main thread would end up rendering everything.
+    let inline = !this.pool;
+    if (!inline && this.inFlight === 0 && mediaType === 'image/png' && !task.annotation
+      && f.rows * f.columns <= INLINE_MAX_PIXELS && (task.decoded !== undefined || !isEncapsulated(info.transferSyntaxUID))) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      inline = this.active === 1 && this.inFlight === 0;
+    }
+    let run: Promise<RenderResult | Uint8Array>;
+    if (inline) run = renderTask(task);
+    else {
+      this.inFlight++;
+      run = (this.pool!.run(task) as Promise<RenderResult | Uint8Array>).finally(() => { this.inFlight--; });
+    }
     if (!task.decoded && isEncapsulated(info.transferSyntaxUID) && !this.decoding.has(frameKey)) {
       const settled = run.then(() => undefined, () => undefined);
       this.decoding.set(frameKey, settled);

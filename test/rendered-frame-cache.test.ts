@@ -2,7 +2,9 @@
  * The frame cache behind rendered resources (server/rendered.ts): a window change on a frame already viewed
  * renders from the frame's bytes or decoded samples kept in shared memory. The images must be the very bytes
  * a server without the cache (--frame-cache-mb 0) renders, for native, packed 14-bit and compressed frames,
- * single and multi-frame, and must stay so when the cache is too small to hold them.
+ * single and multi-frame, and must stay so when the cache is too small to hold them. The reference server also
+ * renders on its main thread only, so images from the worker threads (requests in flight together) and from
+ * the main thread (small PNGs while the workers are idle, server/rendered.ts) are checked to be the same.
  */
 import * as fs from 'fs';
 import request from 'supertest';
@@ -25,7 +27,7 @@ const urls = new Map<string, string>();
 beforeAll(async () => {
   cached = await startServer();
   tiny = await startServer({ frameCacheBytes: 4096, renderCacheBytes: 0 }); // holds nothing: everything evicted
-  none = await startServer({ frameCacheBytes: 0, renderCacheBytes: 0 });
+  none = await startServer({ frameCacheBytes: 0, renderCacheBytes: 0, renderWorkers: 0 }); // no cache, no workers
   for (const [name] of FILES) {
     const { body, contentType } = multipartBody([fs.readFileSync(corpusFile(name))]);
     for (const s of [cached, tiny, none]) {
@@ -83,4 +85,11 @@ test('a window change on a viewed frame reads nothing from the blob store', asyn
   } finally {
     for (const b of blobs) fs.renameSync(`${b}.hidden`, b);
   }
+});
+
+test('requests in flight together (rendered by the workers) give the images the main thread renders', async () => {
+  const base = `${urls.get('693_UNCR')}/frames/1/rendered`;
+  const windows = Array.from({ length: 12 }, (_, i) => `${100 + i * 3},${350 + i}`);
+  const together = await Promise.all(windows.map((w) => png(cached, `${base}?window=${w}`)));
+  for (let i = 0; i < windows.length; i++) expect(together[i]).toEqual(await png(none, `${base}?window=${windows[i]}`));
 });
