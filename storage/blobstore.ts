@@ -52,9 +52,13 @@ export class FileBlobStore implements BlobStore {
   async commit(stagingPath: string, key: string): Promise<void> {
     const target = this.file(key);
     const dir = path.dirname(target);
-    await fsp.mkdir(dir, { recursive: true });
-    const fh = await fsp.open(stagingPath, 'r');
-    try { await fh.sync(); } finally { await fh.close(); }
+    // Folders made here (a new instance has its own) are durable only once their parent's entry is: their
+    // parents are synced together with the file.
+    const first = await fsp.mkdir(dir, { recursive: true });
+    const parents: string[] = [];
+    if (first) for (let d = dir; d.length >= first.length; d = path.dirname(d)) parents.push(path.dirname(d));
+    const sync = async (p: string) => { const h = await fsp.open(p, 'r'); try { await h.sync(); } finally { await h.close(); } };
+    await Promise.all([sync(stagingPath), ...parents.map(sync)]);
     await fsp.rename(stagingPath, target);
     // The rename is durable only once the folder entry is on disk.
     const dh = await fsp.open(dir, 'r');
