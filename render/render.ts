@@ -11,6 +11,7 @@ import { RenderError } from './errors';
 import { compose, flatten, flattenMonotone, packedPatternTable, patternTable, minMaxWindow, modalityStep, storedRange, voiLutSequence, voiWindowStep, type Step } from './lut';
 import { applyPalette, colourTo8, paletteTable } from './colour';
 import { burnOverlays } from './overlay';
+import { LITTLE_ENDIAN_HOST, unpackSamples } from './codecs/samples';
 import { applyViewport, planViewport } from './viewport';
 import type {
   DecodedFrame, ImageDescription, ModalityLutDescription, RenderedImage, RenderOptions, VoiDescription, VoiLutFunction,
@@ -166,12 +167,7 @@ export function storedValues(decoded: DecodedFrame): DecodedFrame['pixels'] {
   if (shift === undefined) return decoded.pixels;
   const words = decoded.pixels as Uint16Array;
   const n = decoded.rows * decoded.columns;
-  const bits = decoded.bitsStored;
-  const out = decoded.signed ? new Int16Array(n) : new Uint16Array(n);
-  const up = 32 - bits - shift, down = 32 - bits, mask = (1 << bits) - 1;
-  if (decoded.signed) for (let i = 0; i < n; i++) out[i] = (words[i] << up) >> down;
-  else for (let i = 0; i < n; i++) out[i] = (words[i] >>> shift) & mask;
-  return out;
+  return unpackSamples(new Uint8Array(words.buffer, words.byteOffset, n * 2), n, 16, false, shift, decoded.bitsStored, decoded.signed, false);
 }
 
 export function renderGrey(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions, into?: Uint8Array): Uint8Array {
@@ -244,8 +240,6 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
   }
   return out;
 }
-
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** An unsigned 8- or 16-bit view of an integer sample array, and whether its values are signed. */
 function patternView(pixels: DecodedFrame['pixels'], count: number): { words: Uint8Array | Uint16Array; bits: 8 | 16; signed: boolean } | undefined {

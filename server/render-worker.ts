@@ -45,7 +45,7 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
       decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame, { packed: true });
       // Decoding a compressed frame is the expensive step (JPEG 2000: a hundred times the rest): hand its samples back.
       if (isEncapsulated(t.transferSyntaxUID)) {
-        decoded = keep = inSharedMemory(decoded);
+        decoded = keep = { ...decoded, pixels: sharedCopy(decoded.pixels) };
         scheduleTrim();
       }
     }
@@ -93,11 +93,11 @@ function collectGarbage(): void {
   gc();
 }
 
-function inSharedMemory(d: DecodedFrame): DecodedFrame {
-  const p = d.pixels;
-  const copy = new (p.constructor as new (b: SharedArrayBuffer) => typeof p)(new SharedArrayBuffer(p.byteLength));
-  copy.set(p as any);
-  return { ...d, pixels: copy };
+/** A copy of `a` in shared memory: other threads then read it in place, and it is never copied again. */
+export function sharedCopy<T extends DecodedFrame['pixels']>(a: T): T {
+  const copy = new (a.constructor as new (b: SharedArrayBuffer) => T)(new SharedArrayBuffer(a.byteLength));
+  copy.set(a as any);
+  return copy;
 }
 
 /**

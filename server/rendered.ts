@@ -15,7 +15,7 @@ import { requestAccept, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
 import { parseFrameList } from './wado';
 import { sendMultipart, wrap } from './http';
-import { renderTask, RenderTask, RenderResult } from './render-worker';
+import { renderTask, sharedCopy, RenderTask, RenderResult } from './render-worker';
 import { isEncapsulated } from '../render/codecs';
 import type { DecodedFrame, RenderOptions, RenderedMediaType } from '../render';
 
@@ -164,13 +164,6 @@ class ByteLru<V> {
 /** A frame as the renderer gets it: stored bytes, or (compressed frames, once decoded) its decoded samples. */
 type CachedFrame = { data: Uint8Array; bitOffset?: number; decoded?: undefined } | { decoded: DecodedFrame; data?: undefined; bitOffset?: undefined };
 
-/** A copy of `b` in shared memory: workers read it in place, so the cached frame is never copied again. */
-function shared(b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(new SharedArrayBuffer(b.byteLength));
-  out.set(b);
-  return out;
-}
-
 export class RenderService {
   private pool?: Piscina;
   private cache: ByteLru<Buffer>;
@@ -228,7 +221,7 @@ export class RenderService {
     }
     if (!frame) {
       const read = await readFrame(this.ctx, info, frameNumber);
-      frame = { data: shared(read.data), bitOffset: read.bitOffset };
+      frame = { data: sharedCopy(new Uint8Array(read.data.buffer, read.data.byteOffset, read.data.byteLength)), bitOffset: read.bitOffset };
       this.frames.set(frameKey, frame, read.data.byteLength);
     }
     const task: RenderTask = {

@@ -7,9 +7,7 @@ import type { DecodedFrame, FrameBytes, PixelArray } from '../types';
 import { CodecError } from './errors';
 import { decodedFrame } from './frame';
 import type { PixelLayout } from './samples';
-import { interleave, unpackBits, unpackFloats, unpackSamples, upsample422 } from './samples';
-
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+import { interleave, LITTLE_ENDIAN_HOST, unpackBits, unpackFloats, unpackSamples, upsample422 } from './samples';
 
 export function decodeNative(frame: FrameBytes, layout: PixelLayout, bigEndian: boolean, packed = false): DecodedFrame {
   const { data } = frame;

@@ -13,7 +13,8 @@ import { CodecError } from './errors';
 /** Largest decoded frame we allocate (bytes of output). A 65535 x 65535 RGB 32-bit header would ask for 51 GB. */
 export const MAX_DECODED_BYTES = 1 << 30;
 
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** True on little-endian hosts (all we run on), where typed arrays read little-endian samples as they are. */
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** FrameInfo checked against the standard once per call, with the numbers every decoder needs. */
 export interface PixelLayout {
