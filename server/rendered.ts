@@ -212,58 +212,63 @@ export class RenderService {
     if (f.rows * f.columns > this.ctx.config.limits.maxRenderPixels) throw badRequest('frame larger than the rendering pixel limit');
     // A viewer changing the window re-renders the same frame: its bytes (or decoded samples) come from memory.
     const frameKey = `${info.sopInstanceUID}|${info.sha256}|${frameNumber}`;
+    const compressed = isEncapsulated(info.transferSyntaxUID);
     let frame = this.frames.get(frameKey);
-    const pending = frame?.decoded ? undefined : this.decoding.get(frameKey);
+    const pending = compressed && !frame?.decoded ? this.decoding.get(frameKey) : undefined;
     if (pending) {
       // Another request is decoding this compressed frame: wait for its samples rather than decode it again.
       await pending;
       frame = this.frames.get(frameKey);
     }
-    if (!frame) {
-      const read = await readFrame(this.ctx, info, frameNumber);
-      frame = { data: sharedCopy(new Uint8Array(read.data.buffer, read.data.byteOffset, read.data.byteLength)), bitOffset: read.bitOffset };
-      this.frames.set(frameKey, frame, read.data.byteLength);
+    // This request decodes the frame: later ones wait for it from here on, before the frame is even read.
+    let decoded: (() => void) | undefined;
+    if (compressed && !frame?.decoded && !this.decoding.has(frameKey)) {
+      this.decoding.set(frameKey, new Promise<void>((resolve) => { decoded = resolve; }));
     }
-    const task: RenderTask = {
-      transferSyntaxUID: info.transferSyntaxUID, data: frame.data, bitOffset: frame.bitOffset, decoded: frame.decoded,
-      desc: info.render, frameNumber, options: params.options, mediaType, quality: params.quality,
-      annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
-    };
-    // Shared memory crosses to the worker without a copy; the image comes back by transfer (render-worker.ts).
-    // Handing a task to a worker and back costs ~0.5 ms here (two thread wake-ups), a third of a CT frame's
-    // render. With no task in flight, a small PNG from a frame that needs no decoding is rendered right here
-    // (at most ~1.5 ms of this thread); with tasks in flight, everything goes to the workers.
-    // "No task in flight" is judged after one turn of the event loop, so that requests already received are
-    // counted (this.active): else, at concurrency, each inline render would find the workers idle again and the
-    // main thread would end up rendering everything.
-    let inline = !this.pool;
-    if (!inline && this.inFlight === 0 && mediaType === 'image/png' && !task.annotation
-      && f.rows * f.columns <= INLINE_MAX_PIXELS && (task.decoded !== undefined || !isEncapsulated(info.transferSyntaxUID))) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      inline = this.active === 1 && this.inFlight === 0;
+    try {
+      if (!frame) {
+        const read = await readFrame(this.ctx, info, frameNumber);
+        frame = { data: sharedCopy(new Uint8Array(read.data.buffer, read.data.byteOffset, read.data.byteLength)), bitOffset: read.bitOffset };
+        this.frames.set(frameKey, frame, read.data.byteLength);
+      }
+      const task: RenderTask = {
+        transferSyntaxUID: info.transferSyntaxUID, data: frame.data, bitOffset: frame.bitOffset, decoded: frame.decoded,
+        desc: info.render, frameNumber, options: params.options, mediaType, quality: params.quality,
+        annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
+      };
+      // Shared memory crosses to the worker without a copy; the image comes back by transfer (render-worker.ts).
+      // Handing a task to a worker and back costs ~0.5 ms here (two thread wake-ups), a third of a CT frame's
+      // render. With no task in flight, a small PNG from a frame that needs no decoding is rendered right here
+      // (at most ~1.5 ms of this thread); with tasks in flight, everything goes to the workers.
+      // "No task in flight" is judged after one turn of the event loop, so that requests already received are
+      // counted (this.active): else, at concurrency, each inline render would find the workers idle again and the
+      // main thread would end up rendering everything.
+      let inline = !this.pool;
+      if (!inline && this.inFlight === 0 && mediaType === 'image/png' && !task.annotation
+        && f.rows * f.columns <= INLINE_MAX_PIXELS && (task.decoded !== undefined || !compressed)) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        inline = this.active === 1 && this.inFlight === 0;
+      }
+      let run: Promise<RenderResult | Uint8Array>;
+      if (inline) run = renderTask(task);
+      else {
+        this.inFlight++;
+        run = (this.pool!.run(task) as Promise<RenderResult | Uint8Array>).finally(() => { this.inFlight--; });
+      }
+      const result = await run;
+      let image: Uint8Array;
+      if (ArrayBuffer.isView(result)) image = result;
+      else if (!result.ok) throw new HttpError(result.status, result.reason);
+      else {
+        image = result.body;
+        if (result.decoded) this.frames.set(frameKey, { decoded: result.decoded }, result.decoded.pixels.byteLength);
+      }
+      const body = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
+      this.cache.set(key, body, body.length);
+      return body;
+    } finally {
+      if (decoded) { this.decoding.delete(frameKey); decoded(); }
     }
-    let run: Promise<RenderResult | Uint8Array>;
-    if (inline) run = renderTask(task);
-    else {
-      this.inFlight++;
-      run = (this.pool!.run(task) as Promise<RenderResult | Uint8Array>).finally(() => { this.inFlight--; });
-    }
-    if (!task.decoded && isEncapsulated(info.transferSyntaxUID) && !this.decoding.has(frameKey)) {
-      const settled = run.then(() => undefined, () => undefined);
-      this.decoding.set(frameKey, settled);
-      void settled.then(() => this.decoding.delete(frameKey));
-    }
-    const result = await run;
-    let image: Uint8Array;
-    if (ArrayBuffer.isView(result)) image = result;
-    else if (!result.ok) throw new HttpError(result.status, result.reason);
-    else {
-      image = result.body;
-      if (result.decoded) this.frames.set(frameKey, { decoded: result.decoded }, result.decoded.pixels.byteLength);
-    }
-    const body = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
-    this.cache.set(key, body, body.length);
-    return body;
   }
 }
 

@@ -93,3 +93,18 @@ test('requests in flight together (rendered by the workers) give the images the 
   const together = await Promise.all(windows.map((w) => png(cached, `${base}?window=${w}`)));
   for (let i = 0; i < windows.length; i++) expect(together[i]).toEqual(await png(none, `${base}?window=${windows[i]}`));
 });
+
+test('first requests in flight together for one compressed frame all get their own window', async () => {
+  // One of them decodes; the others wait for its decoded samples (server/rendered.ts) and render from them.
+  const base = `${urls.get('JPEG2000')}/frames/1/rendered`;
+  const fresh = await startServer();
+  try {
+    const { body, contentType } = multipartBody([fs.readFileSync(corpusFile('JPEG2000'))]);
+    expect((await request(fresh.app).post('/dicom-web/studies').set('Content-Type', contentType).send(body)).status).toBe(200);
+    const windows = Array.from({ length: 6 }, (_, i) => `${900 + i * 40},${1800 - i * 50}`);
+    const together = await Promise.all(windows.map((w) => png(fresh, `${base}?window=${w}`)));
+    for (let i = 0; i < windows.length; i++) expect(together[i]).toEqual(await png(none, `${base}?window=${windows[i]}`));
+  } finally {
+    await fresh.stop();
+  }
+});
