@@ -26,7 +26,7 @@ test('the server service runs on the embedded default with a persistent volume',
 
 test('the Dockerfile builds what the service runs', () => {
   const dockerfile = fs.readFileSync(path.join(root, 'Dockerfile'), 'utf8');
-  const cmd = /CMD \["node", "([^"]+)"\]/.exec(dockerfile)![1];
+  const cmd = /CMD \["node", (?:"-[^"]*", )*"([^"]+)"\]/.exec(dockerfile)![1]; // node flags, then the script
   expect(cmd).toBe('dist/server/main.js');
   expect(fs.existsSync(path.join(root, 'server', 'main.ts'))).toBe(true);
   for (const m of dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)) expect(fs.existsSync(path.join(root, m[1]))).toBe(true);

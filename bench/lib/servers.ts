@@ -51,14 +51,15 @@ function track(c: ChildProcess) {
   c.once('exit', () => children.delete(c));
 }
 
-/** The glibc malloc settings `npm start` and the Dockerfile give the server (README, Memory). */
-export const MALLOC_ENV = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '1048576', MALLOC_TRIM_THRESHOLD_: '1048576' };
+/** The glibc malloc settings and node flags `npm start` and the Dockerfile give the server (README, Memory). */
+export const MALLOC_ENV = { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '524288', MALLOC_TRIM_THRESHOLD_: '1048576' };
+export const SERVER_NODE_ARGS = ['--max-semi-space-size=2'];
 
 /** Our server: `node server/main.js --port 0 --data DIR --host 127.0.0.1`; the port is read from its banner. */
 export async function startOurs(repoBuild: string, dataDir: string, opts: { nodeArgs?: string[]; args?: string[] } = {}): Promise<Running> {
   const main = path.join(repoBuild, 'server', 'main.js');
   if (!fs.existsSync(main)) throw new Error(`${main} not found: build first`);
-  const c = spawn(process.execPath, [...(opts.nodeArgs ?? []), main, '--port', '0', '--data', dataDir, '--host', '127.0.0.1', ...(opts.args ?? [])],
+  const c = spawn(process.execPath, [...SERVER_NODE_ARGS, ...(opts.nodeArgs ?? []), main, '--port', '0', '--data', dataDir, '--host', '127.0.0.1', ...(opts.args ?? [])],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...MALLOC_ENV, ...process.env } });
   track(c);
   let err = '';
