@@ -20,6 +20,9 @@ const FailedSOPSequence = '00081198';
 const ReferencedSOPSequence = '00081199';
 const ErrorComment = '00000902'; // LO: a readable reason beside the code (64 characters at most)
 
+/** Parts of one request being ingested at once (their fsyncs overlap the rest of the body streaming in). */
+const INGESTS_PER_REQUEST = 4;
+
 export function stowRouter(ctx: ServerContext): express.Router {
   const router = express.Router();
   const handler = async (req: Request, res: Response, next: NextFunction) => {
@@ -36,20 +39,33 @@ export function stowRouter(ctx: ServerContext): express.Router {
         throw unsupportedMediaType(`multipart/related type "${partType}" is not supported; send type="application/dicom"`);
       }
       const base = baseUrl(req, ctx); // before the body is read: the socket may be gone after
-      const results: IngestResult[] = [];
-      await readMultipart(req, ct.params.boundary ?? '', ctx.config.limits, () => ctx.blobs.stagingPath(), async (part) => {
-        const type = parseMediaType(part.headers['content-type'])?.type ?? partType ?? 'application/dicom';
-        if (part.refused) {
-          results.push({ ok: false, failureReason: FailureReason.OutOfResources, reason: part.refused });
-          return;
-        }
-        if (type && type !== 'application/dicom') {
-          if (part.path) await ctx.blobs.discard(part.path);
-          results.push({ ok: false, failureReason: FailureReason.CannotUnderstand, reason: `part of type ${type} is not application/dicom` });
-          return;
-        }
-        results.push(await ingestStagedFile(ctx, part.path!, study, part.sha256));
-      });
+      // Parts are ingested while the next ones stream in: a part's ingest is mostly waiting on fsync (its
+      // file, its folder, the index), so overlapping it with reading the body keeps the disk and the CPU busy.
+      // At most INGESTS_PER_REQUEST at once; results keep the order of the parts.
+      const pending: Array<Promise<IngestResult>> = [];
+      const running = new Set<Promise<unknown>>();
+      try {
+        await readMultipart(req, ct.params.boundary ?? '', ctx.config.limits, () => ctx.blobs.stagingPath(), async (part) => {
+          const type = parseMediaType(part.headers['content-type'])?.type ?? partType ?? 'application/dicom';
+          if (part.refused) {
+            pending.push(Promise.resolve({ ok: false, failureReason: FailureReason.OutOfResources, reason: part.refused }));
+            return;
+          }
+          if (type && type !== 'application/dicom') {
+            if (part.path) await ctx.blobs.discard(part.path);
+            pending.push(Promise.resolve({ ok: false, failureReason: FailureReason.CannotUnderstand, reason: `part of type ${type} is not application/dicom` }));
+            return;
+          }
+          const ingest = ingestStagedFile(ctx, part.path!, study, part.sha256);
+          pending.push(ingest);
+          const done: Promise<unknown> = ingest.catch(() => undefined).finally(() => running.delete(done));
+          running.add(done);
+          while (running.size >= INGESTS_PER_REQUEST) await Promise.race(running);
+        });
+      } finally {
+        await Promise.allSettled(pending); // nothing is left running behind a failed request
+      }
+      const results = await Promise.all(pending);
       const response: JsonDataset = {};
       const stored = results.filter((r) => r.ok);
       const failed = results.filter((r) => !r.ok);

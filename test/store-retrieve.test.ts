@@ -56,6 +56,31 @@ describe('STOW-RS', () => {
     expect(stored.size).toBeGreaterThan(20);
   });
 
+  test('the whole corpus in one request (parts ingested while the body streams) gives each part the outcome it gets alone, in order', async () => {
+    const fresh = await startServer();
+    try {
+      const { body, contentType } = multipartBody(files.map((f) => fs.readFileSync(corpusFile(f))));
+      const res = await request(fresh.app).post('/dicom-web/studies').set('Content-Type', contentType).set('Accept', 'application/dicom+json').send(body);
+      expect(res.status).toBe(202);
+      const ok: string[] = (res.body['00081199']?.Value ?? []).map((i: any) => i['00081155'].Value[0]);
+      // stored (above, one request per file, in this order) is exactly what the single request stored, in part order
+      expect(ok).toEqual([...stored.keys()]);
+      const failed = res.body['00081198'].Value as any[];
+      expect(failed).toHaveLength(files.length - stored.size);
+      const twins = failed.filter((i) => i['00081197'].Value[0] === 0x0111).map((i) => i['00081155'].Value[0]);
+      for (const t of twins) expect(stored.has(t)).toBe(true); // the later twin is refused, the first part kept
+      for (const [sop, name] of stored) {
+        const r = await request(fresh.app).get(`/dicom-web/studies/${uidsByFile.get(name)!.study}/series/${uidsByFile.get(name)!.series}/instances/${sop}`)
+          .set('Accept', 'multipart/related; type="application/dicom"; transfer-syntax=*').buffer(true).parse(binaryParser);
+        expect(r.status).toBe(200);
+        const parts = parseMultipartResponse(r.body, r.headers['content-type']);
+        expect(parts[0].body.equals(fs.readFileSync(corpusFile(`${name}.dcm`)))).toBe(name !== 'OT-PAL-8-face'); // that one gets a header added
+      }
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   test('re-sending identical bytes is a success, not a duplicate', async () => {
     const res = await stow([fs.readFileSync(corpusFile('CT_small'))]);
     expect(res.status).toBe(200);

@@ -63,7 +63,7 @@ export async function startOurs(repoBuild: string, dataDir: string, opts: { node
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...MALLOC_ENV, ...process.env } });
   track(c);
   let err = '';
-  c.stderr!.on('data', (d) => { err += d; if (err.length > 20_000) err = err.slice(-10_000); });
+  c.stderr!.on('data', (d) => { if (process.env.SHOW_STDERR) process.stderr.write(d); err += d; if (err.length > 20_000) err = err.slice(-10_000); });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     const t = setTimeout(() => reject(new Error(`our server did not start within 30 s: ${err}`)), 30_000);
