@@ -1,0 +1,74 @@
+/**
+ * What one request costs in CPU, server and load generator apart (from /proc/PID/stat and process.cpuUsage):
+ * the ceiling a 2-core machine puts on throughput is 2000 ms / (server + client ms per request).
+ *
+ *   node dist/bench/cost.js render [ct|mr] [N=1500] [C=8]   uncached rendered frames (a new window= each),
+ *                                                            then the same URL (our cache), then a 404
+ *   node dist/bench/cost.js stow [N=600]                     STOW-RS of 512x512 CT instances, 25 per request,
+ *                                                            2 requests in flight (as bench/run.ts)
+ *   NODE_ARGS="..." passes flags to the server's node; SHOW_STDERR=1 shows its stderr.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Client, concurrent, timedGet } from './lib/http';
+import { startOurs, tempDir } from './lib/servers';
+import { CT_SPEC, MR_SPEC, ctPixels, mrPixels, part10, uid, newMultipart, multipartBody } from './lib/dicom-synth';
+
+const BUILD = path.resolve(__dirname, '..');
+const ROOT = (() => {
+  for (let d = BUILD; d !== path.dirname(d); d = path.dirname(d)) if (fs.existsSync(path.join(d, 'package.json'))) return d;
+  throw new Error('no package.json');
+})();
+
+/** CPU time of a process so far, in ms (utime + stime, clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+async function measure(srvPid: number, n: number, run: () => Promise<number>): Promise<string> {
+  const s0 = cpuMs(srvPid); const c0 = process.cpuUsage();
+  const secs = await run();
+  const server = (cpuMs(srvPid) - s0) / n; const cu = process.cpuUsage(c0); const client = (cu.user + cu.system) / 1e3 / n;
+  return `${(n / secs).toFixed(0)}/s; server CPU ${server.toFixed(2)} ms, client CPU ${client.toFixed(2)} ms each; 2-core ceiling ${(2000 / (server + client)).toFixed(0)}/s`;
+}
+
+async function main() {
+  const [what = 'render', ...rest] = process.argv.slice(2);
+  const dataDir = tempDir('bench-cost-');
+  const srv = await startOurs(BUILD, dataDir, { nodeArgs: (process.env.NODE_ARGS ?? '').split(' ').filter(Boolean) });
+  const c = new Client(srv.base);
+  try {
+    if (what === 'stow') {
+      const n = Number(rest[0] ?? 600); const per = 25;
+      const pixels = ctPixels(); const study = uid();
+      const bodies = Array.from({ length: Math.ceil(n / per) }, (_, k) => {
+        const m = newMultipart();
+        const files = Array.from({ length: per }, (_, j) => part10(CT_SPEC, { study, series: uid(), sop: uid(), patientID: 'COST', instanceNumber: k * per + j + 1, seriesNumber: 1 }, pixels));
+        return { contentType: m.contentType, body: multipartBody(m, files) };
+      });
+      console.log(`STOW ${bodies.length * per} CT instances: ${await measure(srv.pid, bodies.length * per, () => concurrent(bodies.length, 2, async (i) => {
+        const r = await c.request('POST', '/dicom-web/studies', { 'Content-Type': bodies[i].contentType }, bodies[i].body);
+        if (r.status !== 200) throw new Error(`STOW answered ${r.status}`);
+      }))}`);
+      return;
+    }
+    const which = rest[0] ?? 'ct'; const n = Number(rest[1] ?? 1500); const conc = Number(rest[2] ?? 8);
+    const file = which === 'ct' ? fs.readFileSync(path.join(ROOT, 'test/fixtures/corpus/dicom/693_UNCR.dcm'))
+      : part10(MR_SPEC, { study: uid(), series: uid(), sop: uid(), patientID: 'COST' }, mrPixels());
+    const win = which === 'ct' ? [40, 400] : [1700, 3000];
+    const m = newMultipart();
+    const r = await c.request('POST', '/dicom-web/studies', { 'Content-Type': m.contentType }, multipartBody(m, [file]));
+    const p = new URL(JSON.parse(r.body.toString())['00081199'].Value[0]['00081190'].Value[0]).pathname;
+    const png = { Accept: 'image/png' };
+    for (let i = 0; i < 50; i++) await timedGet(c, `${p}/frames/1/rendered?window=${win[0] - 1 - i},${win[1]},linear`, png);
+    console.log(`${which} rendered, new window each, c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, (i) => timedGet(c, `${p}/frames/1/rendered?window=${win[0] + i * 0.5},${win[1]},linear`, png)))}`);
+    const same = `${p}/frames/1/rendered?window=${win[0]},${win[1]},linear`;
+    console.log(`${which} rendered, same URL (cache), c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, () => timedGet(c, same, png)))}`);
+    console.log(`404, c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, () => timedGet(c, '/dicom-web/nothing-here', png, 404)))}`);
+  } finally {
+    c.close(); await srv.stop(); fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
