@@ -78,7 +78,7 @@ const DEFAULTS: Config = {
     maxViewport: 8192,
     requestTimeoutMs: 120_000,
   },
-  renderCacheBytes: 32 * 1024 * 1024,
+  renderCacheBytes: 16 * 1024 * 1024,
   frameCacheBytes: 32 * 1024 * 1024,
   renderWorkers: 2,
   logRequests: false,

@@ -22,11 +22,12 @@ export function collectGarbage(type: 'minor' | 'major' = 'major', execution: 'sy
 /** Counts bytes that become garbage; past `limit`, one collection of `type`, and the count starts again. */
 export class GarbageBudget {
   private bytes = 0;
-  constructor(private readonly limit: number, private readonly type: 'minor' | 'major', private readonly execution: 'sync' | 'async' = 'sync') {}
+  constructor(private readonly limit: number, private readonly type: 'minor' | 'major', private readonly execution: 'sync' | 'async' = 'sync',
+    private readonly collect: typeof collectGarbage = collectGarbage) {}
   add(n: number): void {
     this.bytes += n;
     if (this.bytes < this.limit) return;
     this.bytes = 0;
-    collectGarbage(this.type, this.execution);
+    this.collect(this.type, this.execution);
   }
 }

@@ -178,9 +178,9 @@ export class RenderService {
   private active = 0;
   /**
    * Every image made here and every frame read ends up as garbage outside the heap (evicted, replaced or never
-   * cached): an incremental major collection every 32 MB of them, instead of V8's ~64 MB (gc.ts).
+   * cached): an incremental major collection every 16 MB of them, instead of V8's ~64 MB (gc.ts).
    */
-  private garbage = new GarbageBudget(32 * 1024 * 1024, 'major', 'async');
+  private garbage = new GarbageBudget(16 * 1024 * 1024, 'major', 'async');
   constructor(private readonly ctx: ServerContext) {
     this.cache = new ByteLru(ctx.config.renderCacheBytes);
     this.frames = new ByteLru(ctx.config.frameCacheBytes);
