@@ -137,8 +137,13 @@ export function chooseRenderedType(req: Request): RenderedMediaType {
 // ---------------------------------------------------------------------------------------------
 // The service: worker pool + byte-bounded cache
 
-/** Frames up to this size may be rendered on the main thread when the workers are idle (RenderService.render). */
-const INLINE_MAX_PIXELS = 512 * 512;
+/**
+ * Frames up to this size may be rendered on the main thread when the workers are idle (RenderService.render).
+ * A 1024x1024 frame holds the main thread ~6 ms; raised from 512x512, it took a sequential MR 1024 request
+ * from ~7.8 to ~6.6 ms (bench/profile.ts mr 200 1), and changed nothing at concurrency 8, where all goes to
+ * the workers.
+ */
+const INLINE_MAX_PIXELS = 1024 * 1024;
 
 /** A map bounded by the bytes of its values, least recently used first out. */
 class ByteLru<V> {
@@ -246,7 +251,7 @@ export class RenderService {
       // Shared memory crosses to the worker without a copy; the image comes back by transfer (render-worker.ts).
       // Handing a task to a worker and back costs ~0.5 ms here (two thread wake-ups), a third of a CT frame's
       // render. With no task in flight, a small PNG from a frame that needs no decoding is rendered right here
-      // (at most ~1.5 ms of this thread); with tasks in flight, everything goes to the workers.
+      // (at most ~6 ms of this thread, for 1024x1024); with tasks in flight, everything goes to the workers.
       // "No task in flight" is judged after one turn of the event loop, so that requests already received are
       // counted (this.active): else, at concurrency, each inline render would find the workers idle again and the
       // main thread would end up rendering everything.
