@@ -11,14 +11,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Client, concurrent, timedGet } from './lib/http';
-import { startOurs, tempDir } from './lib/servers';
+import { startOurs, tempDir, repoRoot } from './lib/servers';
 import { CT_SPEC, MR_SPEC, ctPixels, mrPixels, part10, uid, newMultipart, multipartBody } from './lib/dicom-synth';
 
 const BUILD = path.resolve(__dirname, '..');
-const ROOT = (() => {
-  for (let d = BUILD; d !== path.dirname(d); d = path.dirname(d)) if (fs.existsSync(path.join(d, 'package.json'))) return d;
-  throw new Error('no package.json');
-})();
+const ROOT = repoRoot(BUILD);
 
 /** CPU time of a process so far, in ms (utime + stime, clock ticks of 10 ms). */
 function cpuMs(pid: number): number {

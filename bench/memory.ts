@@ -11,13 +11,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Client, concurrent, timedGet } from './lib/http';
-import { startOurs, tempDir } from './lib/servers';
+import { startOurs, tempDir, repoRoot } from './lib/servers';
 import { CT_SPEC, MR_SPEC, MF_SPEC, ctPixels, mrPixels, mfPixels, part10, uid, newMultipart, multipartBody } from './lib/dicom-synth';
 const BUILD = path.resolve(__dirname, '..');
-const ROOT = (() => {
-  for (let d = BUILD; d !== path.dirname(d); d = path.dirname(d)) if (fs.existsSync(path.join(d, 'package.json'))) return d;
-  throw new Error('no package.json');
-})();
+const ROOT = repoRoot(BUILD);
 const corpus = (name: string) => fs.readFileSync(path.join(ROOT, 'test/fixtures/corpus/dicom', name));
 /** a field of /proc/PID/status, in MB */
 const st = (pid: number, k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;

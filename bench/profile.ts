@@ -10,14 +10,11 @@ import * as os from 'os';
 import * as path from 'path';
 import { median, p95 } from './lib/stats';
 import { Client, concurrent, timedGet } from './lib/http';
-import { startOurs, tempDir } from './lib/servers';
+import { startOurs, tempDir, repoRoot } from './lib/servers';
 import { CT_SPEC, MR_SPEC, MF_SPEC, ctPixels, mrPixels, mfPixels, part10, uid, newMultipart, multipartBody } from './lib/dicom-synth';
 
 const BUILD = path.resolve(__dirname, '..');
-const ROOT = (() => {
-  for (let d = BUILD; d !== path.dirname(d); d = path.dirname(d)) if (fs.existsSync(path.join(d, 'package.json'))) return d;
-  throw new Error('no package.json');
-})();
+const ROOT = repoRoot(BUILD);
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }
 interface Profile { nodes: Node[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number }

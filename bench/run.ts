@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Client, concurrent, sequential, timedGet } from './lib/http';
 import { median, p95, round, fmt } from './lib/stats';
-import { startOurs, startOrthanc, orthancInstall, tempDir, RssMonitor, Running } from './lib/servers';
+import { startOurs, startOrthanc, orthancInstall, tempDir, RssMonitor, Running, repoRoot } from './lib/servers';
 import { loadSyntheticIndex, QIDO_QUERIES } from './lib/qido-load';
 import { pngIdentity } from './lib/png-identity';
 import {
@@ -21,11 +21,7 @@ import {
 const { data: dcmjsData } = require('dcmjs');
 
 const BUILD = path.resolve(__dirname, '..');            // dist/ or .out/bench/
-/** The repository: the nearest folder above the build holding package.json (dist/.. or .out/bench/..). */
-const ROOT = (() => {
-  for (let d = BUILD; d !== path.dirname(d); d = path.dirname(d)) if (fs.existsSync(path.join(d, 'package.json'))) return d;
-  throw new Error(`no package.json above ${BUILD}`);
-})();
+const ROOT = repoRoot(BUILD);
 const CORPUS = path.join(ROOT, 'test', 'fixtures', 'corpus', 'dicom');
 const RESULTS = path.join(ROOT, 'bench', 'results', 'latest.json');
 

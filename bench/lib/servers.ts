@@ -24,6 +24,12 @@ export interface Running {
   stop(): Promise<void>;
 }
 
+/** The repository: the nearest folder above `build` (dist/ or .out/NAME/) holding package.json. */
+export function repoRoot(build: string): string {
+  for (let d = build; d !== path.dirname(d); d = path.dirname(d)) if (fs.existsSync(path.join(d, 'package.json'))) return d;
+  throw new Error(`no package.json above ${build}`);
+}
+
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
