@@ -9,7 +9,7 @@ import { requestAccept, AcceptEntry, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, readBulk, metadataWithBase, InstanceInfo } from './instances';
 import { baseUrl, boundary, sendMultipart, wrap } from './http';
 import { BASE_TOKEN } from './ingest';
-import { decodeFrame, initCodecs, nativeMediaType } from '../render/codecs';
+import { decodeFrame, initCodecsFor, nativeMediaType } from '../render/codecs';
 
 export const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 const NATIVE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2', '1.2.840.10008.1.2.1.99']);
@@ -158,9 +158,9 @@ export function wadoRouter(ctx: ServerContext): express.Router {
       let body = frame.data;
       if (choice.decode) {
         if (!info.render) throw notAcceptable('this instance cannot be decoded; request transfer-syntax=*');
-        await initCodecs();
         const f = info.render.frame;
         if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) throw badRequest('frame larger than the decoding pixel limit; request transfer-syntax=*');
+        await initCodecsFor(info.transferSyntaxUID); // only this syntax's codec: each wasm heap stays in this thread
         const decoded = decodeFrame(info.transferSyntaxUID, { data: frame.data, bitOffset: frame.bitOffset }, f); // CodecError: 4xx in app.ts
         body = toLittleEndianBytes(decoded.pixels as any);
       }
