@@ -6,13 +6,13 @@
  *                                                            then the same URL (our cache), then a 404
  *   node dist/bench/cost.js stow [N=600]                     STOW-RS of 512x512 CT instances, 25 per request,
  *                                                            2 requests in flight (as bench/run.ts)
- *   NODE_ARGS="..." passes flags to the server's node; SHOW_STDERR=1 shows its stderr.
+ *   NODE_ARGS="..." passes flags to the server's node; SHOW_STDERR=1 shows its stderr (lib/servers.ts).
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Client, concurrent, timedGet } from './lib/http';
+import { Client, concurrent, storeAll, timedGet } from './lib/http';
 import { startOurs, tempDir, repoRoot } from './lib/servers';
-import { CT_SPEC, MR_SPEC, ctPixels, mrPixels, part10, uid, newMultipart, multipartBody } from './lib/dicom-synth';
+import { MR_SPEC, ctStowBatches, mrPixels, part10, uid } from './lib/dicom-synth';
 
 const BUILD = path.resolve(__dirname, '..');
 const ROOT = repoRoot(BUILD);
@@ -33,18 +33,13 @@ async function measure(srvPid: number, n: number, run: () => Promise<number>): P
 async function main() {
   const [what = 'render', ...rest] = process.argv.slice(2);
   const dataDir = tempDir('bench-cost-');
-  const srv = await startOurs(BUILD, dataDir, { nodeArgs: (process.env.NODE_ARGS ?? '').split(' ').filter(Boolean) });
+  const srv = await startOurs(BUILD, dataDir);
   const c = new Client(srv.base);
   try {
     if (what === 'stow') {
-      const n = Number(rest[0] ?? 600); const per = 25;
-      const pixels = ctPixels(); const study = uid();
-      const bodies = Array.from({ length: Math.ceil(n / per) }, (_, k) => {
-        const m = newMultipart();
-        const files = Array.from({ length: per }, (_, j) => part10(CT_SPEC, { study, series: uid(), sop: uid(), patientID: 'COST', instanceNumber: k * per + j + 1, seriesNumber: 1 }, pixels));
-        return { contentType: m.contentType, body: multipartBody(m, files) };
-      });
-      console.log(`STOW ${bodies.length * per} CT instances: ${await measure(srv.pid, bodies.length * per, () => concurrent(bodies.length, 2, async (i) => {
+      const n = Number(rest[0] ?? 600);
+      const bodies = ctStowBatches(n, 25);
+      console.log(`STOW ${n} CT instances: ${await measure(srv.pid, n, () => concurrent(bodies.length, 2, async (i) => {
         const r = await c.request('POST', '/dicom-web/studies', { 'Content-Type': bodies[i].contentType }, bodies[i].body);
         if (r.status !== 200) throw new Error(`STOW answered ${r.status}`);
       }))}`);
@@ -54,9 +49,7 @@ async function main() {
     const file = which === 'ct' ? fs.readFileSync(path.join(ROOT, 'test/fixtures/corpus/dicom/693_UNCR.dcm'))
       : part10(MR_SPEC, { study: uid(), series: uid(), sop: uid(), patientID: 'COST' }, mrPixels());
     const win = which === 'ct' ? [40, 400] : [1700, 3000];
-    const m = newMultipart();
-    const r = await c.request('POST', '/dicom-web/studies', { 'Content-Type': m.contentType }, multipartBody(m, [file]));
-    const p = new URL(JSON.parse(r.body.toString())['00081199'].Value[0]['00081190'].Value[0]).pathname;
+    const [p] = await storeAll(c, [file]);
     const png = { Accept: 'image/png' };
     for (let i = 0; i < 50; i++) await timedGet(c, `${p}/frames/1/rendered?window=${win[0] - 1 - i},${win[1]},linear`, png);
     console.log(`${which} rendered, new window each, c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, (i) => timedGet(c, `${p}/frames/1/rendered?window=${win[0] + i * 0.5},${win[1]},linear`, png)))}`);

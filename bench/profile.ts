@@ -9,9 +9,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { median, p95 } from './lib/stats';
-import { Client, concurrent, timedGet } from './lib/http';
+import { Client, concurrent, storeAll, timedGet } from './lib/http';
 import { startOurs, tempDir, repoRoot } from './lib/servers';
-import { CT_SPEC, MR_SPEC, MF_SPEC, ctPixels, mrPixels, mfPixels, part10, uid, newMultipart, multipartBody } from './lib/dicom-synth';
+import { MR_SPEC, MF_SPEC, mrPixels, mfPixels, part10, uid } from './lib/dicom-synth';
 
 const BUILD = path.resolve(__dirname, '..');
 const ROOT = repoRoot(BUILD);
@@ -57,11 +57,7 @@ async function main() {
     else if (which === 'cr') { file = fs.readFileSync(path.join(ROOT, 'test/fixtures/corpus/dicom/RG3_J2KR.dcm')); win = [550, 1024]; }
     else if (which === 'mr') { file = part10(MR_SPEC, { study: uid(), series: uid(), sop: uid(), patientID: 'P' }, mrPixels()); win = [1700, 3000]; }
     else { file = part10(MF_SPEC, { study: uid(), series: uid(), sop: uid(), patientID: 'P' }, mfPixels(MF_SPEC.frames!)); frame = 12; win = [1700, 3000]; }
-    void CT_SPEC; void ctPixels;
-    const m = newMultipart();
-    const r = await c.request('POST', '/dicom-web/studies', { 'Content-Type': m.contentType }, multipartBody(m, [file]));
-    const url = JSON.parse(r.body.toString())['00081199'].Value[0]['00081190'].Value[0] as string;
-    const p = new URL(url).pathname;
+    const [p] = await storeAll(c, [file]);
     const times: number[] = [];
     for (let i = 0; i < 5; i++) await timedGet(c, `${p}/frames/${frame}/rendered?window=${win[0] - 1 - i},${win[1]},linear`, { Accept: 'image/png' });
     const s = await concurrent(n, conc, async (i) => { times.push(await timedGet(c, `${p}/frames/${frame}/rendered?window=${win[0] + i * 0.5},${win[1]},linear`, { Accept: 'image/png' })); });

@@ -14,7 +14,7 @@ import { startOurs, startOrthanc, orthancInstall, tempDir, RssMonitor, Running, 
 import { loadSyntheticIndex, QIDO_QUERIES } from './lib/qido-load';
 import { pngIdentity } from './lib/png-identity';
 import {
-  CT_SPEC, MR_SPEC, MF_SPEC, ctPixels, mrPixels, mfPixels, part10, uid, newMultipart, multipartBody, streamedStowBody,
+  MR_SPEC, MF_SPEC, ctStowBatches, mrPixels, mfPixels, part10, uid, newMultipart, multipartBody, streamedStowBody,
 } from './lib/dicom-synth';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -275,18 +275,7 @@ async function main() {
     // STOW-RS: N distinct synthetic 512x512 CT instances in batches; the same bodies go to both, in alternating rounds.
     {
       monitor.phase('stow');
-      const pixels = ctPixels();
-      const study = uid();
-      const series = [uid(), uid(), uid()];
-      const batches: Array<{ body: Buffer; contentType: string }> = [];
-      for (let k = 0; k < COUNTS.stowInstances; k += COUNTS.stowBatch) {
-        const m = newMultipart();
-        const files = [];
-        for (let j = k; j < Math.min(COUNTS.stowInstances, k + COUNTS.stowBatch); j++) {
-          files.push(part10(CT_SPEC, { study, series: series[j % 3], sop: uid(), patientID: 'BENCH-STOW', instanceNumber: j + 1, seriesNumber: (j % 3) + 1 }, pixels));
-        }
-        batches.push({ body: multipartBody(m, files), contentType: m.contentType });
-      }
+      const batches = ctStowBatches(COUNTS.stowInstances, COUNTS.stowBatch);
       const rounds = 3;
       const per = Math.ceil(batches.length / rounds);
       const secs: Record<string, number> = { ours: 0, orthanc: 0 };

@@ -85,8 +85,9 @@ function scheduleTrim(): void {
 }
 
 /**
- * Each image leaves about twice its size of garbage in this thread (deflate's output chunks and their join),
- * all of it young: a minor collection every 8 MB of images frees it for well under a millisecond.
+ * Each image leaves about twice its size of garbage in the thread that made it (deflate's output chunks and
+ * their join), all of it young: a minor collection every 8 MB of images frees it for well under a millisecond.
+ * On the main thread (inline renders) this runs beside RenderService's own major-collection budget.
  */
 const garbage = new GarbageBudget(8 * 1024 * 1024, 'minor');
 

@@ -5,14 +5,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
-import { MALLOC_ENV, SERVER_NODE_ARGS } from '../bench/lib/servers';
+import { MALLOC_ENV, SERVER_NODE_ARGS, repoRoot } from '../bench/lib/servers';
 import { GarbageBudget } from '../server/gc';
 
-/** The repository: the nearest folder above this compiled test holding package.json. */
-const ROOT = (() => {
-  for (let d = __dirname; d !== path.dirname(d); d = path.dirname(d)) if (fs.existsSync(path.join(d, 'package.json'))) return d;
-  throw new Error('no package.json above the tests');
-})();
+const ROOT = repoRoot(__dirname);
 
 test('npm start, the Dockerfile and the bench agree on malloc settings and node flags', () => {
   const start: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start;

@@ -186,6 +186,26 @@ export function multipartBody(m: Multipart, files: Buffer[]): Buffer {
 }
 
 /**
+ * `count` distinct 512x512 CT instances of one study (three series, patient BENCH-STOW) as STOW-RS bodies of
+ * `per` parts each: the STOW load of every bench.
+ */
+export function ctStowBatches(count: number, per: number): Array<{ body: Buffer; contentType: string }> {
+  const pixels = ctPixels();
+  const study = uid();
+  const series = [uid(), uid(), uid()];
+  const batches: Array<{ body: Buffer; contentType: string }> = [];
+  for (let k = 0; k < count; k += per) {
+    const m = newMultipart();
+    const files = [];
+    for (let j = k; j < Math.min(count, k + per); j++) {
+      files.push(part10(CT_SPEC, { study, series: series[j % 3], sop: uid(), patientID: 'BENCH-STOW', instanceNumber: j + 1, seriesNumber: (j % 3) + 1 }, pixels));
+    }
+    batches.push({ body: multipartBody(m, files), contentType: m.contentType });
+  }
+  return batches;
+}
+
+/**
  * A STOW-RS body of `count` instances made on demand (never held whole in memory): each part is a fresh
  * header (new SOP Instance UID) followed by one shared pixel buffer. Respects back-pressure.
  */

@@ -4,6 +4,7 @@
  */
 import * as http from 'http';
 import { Readable } from 'stream';
+import { newMultipart, multipartBody } from './dicom-synth';
 
 export interface Reply { status: number; headers: http.IncomingHttpHeaders; body: Buffer; ms: number }
 
@@ -33,6 +34,14 @@ export class Client {
   get(path: string, headers: Record<string, string> = {}) { return this.request('GET', path, headers); }
 
   close() { this.agent.destroy(); }
+}
+
+/** STOW-RS of `files` in one request that must answer 200; each instance's URL path, in order. */
+export async function storeAll(c: Client, files: Buffer[]): Promise<string[]> {
+  const m = newMultipart();
+  const r = await c.request('POST', '/dicom-web/studies', { 'Content-Type': m.contentType, Accept: 'application/dicom+json' }, multipartBody(m, files));
+  if (r.status !== 200) throw new Error(`STOW to ${c.base} answered ${r.status}: ${r.body.toString('utf8', 0, 400)}`);
+  return JSON.parse(r.body.toString())['00081199'].Value.map((i: any) => new URL(i['00081190'].Value[0]).pathname);
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);

@@ -61,11 +61,15 @@ function track(c: ChildProcess) {
 export const MALLOC_ENV = { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '524288', MALLOC_TRIM_THRESHOLD_: '1048576' };
 export const SERVER_NODE_ARGS = ['--max-semi-space-size=2'];
 
-/** Our server: `node server/main.js --port 0 --data DIR --host 127.0.0.1`; the port is read from its banner. */
+/**
+ * Our server: `node server/main.js --port 0 --data DIR --host 127.0.0.1`; the port is read from its banner.
+ * Environment: NODE_ARGS adds flags to its node (after SERVER_NODE_ARGS and opts.nodeArgs); SHOW_STDERR=1
+ * passes its stderr through.
+ */
 export async function startOurs(repoBuild: string, dataDir: string, opts: { nodeArgs?: string[]; args?: string[] } = {}): Promise<Running> {
   const main = path.join(repoBuild, 'server', 'main.js');
   if (!fs.existsSync(main)) throw new Error(`${main} not found: build first`);
-  const c = spawn(process.execPath, [...SERVER_NODE_ARGS, ...(opts.nodeArgs ?? []), main, '--port', '0', '--data', dataDir, '--host', '127.0.0.1', ...(opts.args ?? [])],
+  const c = spawn(process.execPath, [...SERVER_NODE_ARGS, ...(opts.nodeArgs ?? []), ...(process.env.NODE_ARGS ?? '').split(' ').filter(Boolean), main, '--port', '0', '--data', dataDir, '--host', '127.0.0.1', ...(opts.args ?? [])],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...MALLOC_ENV, ...process.env } });
   track(c);
   let err = '';
@@ -158,7 +162,7 @@ export async function startOrthanc(install: NonNullable<ReturnType<typeof orthan
   };
 }
 
-function statusKb(pid: number, field: string): number | undefined {
+export function statusKb(pid: number, field: string): number | undefined {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) : undefined;
