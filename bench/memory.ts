@@ -10,6 +10,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { spawnSync } from 'child_process';
 import { Client, concurrent, storeAll, timedGet } from './lib/http';
 import { startOurs, tempDir, repoRoot, RssMonitor, statusKb } from './lib/servers';
 import { MR_SPEC, MF_SPEC, ctStowBatches, mrPixels, mfPixels, part10, uid } from './lib/dicom-synth';
@@ -49,6 +50,14 @@ function bigMaps(pid: number): string {
   return mappings(pid).filter((m) => m.kind.startsWith('anon') && m.rssMb > 1).map((m) => `${m.sizeMb.toFixed(1)}:${m.rssMb.toFixed(1)}`).join(' ');
 }
 
+/**
+ * glibc's malloc_stats() in the server, through gdb (MALLOC_STATS=1, with SHOW_STDERR=1 to see it): per arena,
+ * the bytes taken from the system and those in use; the difference is free memory malloc keeps (fragmentation).
+ */
+function mallocStats(pid: number): void {
+  spawnSync('gdb', ['-p', String(pid), '-batch', '-ex', 'call (void)malloc_stats()'], { stdio: 'ignore' });
+}
+
 const mb = (pid: number, field: string) => (statusKb(pid, field) ?? 0) / 1024;
 
 async function main() {
@@ -60,6 +69,7 @@ async function main() {
   const rep = (phase: string) => {
     monitor.phase(phase);
     console.log(`${phase.padEnd(8)} rss ${mb(srv.pid, 'VmRSS').toFixed(0)} hwm ${mb(srv.pid, 'VmHWM').toFixed(0)} | ${byKind(srv.pid)}`);
+    if (process.env.MALLOC_STATS) mallocStats(srv.pid);
   };
   rep('start');
   const objs: Array<[string, Buffer, number, number[]]> = [

@@ -196,9 +196,9 @@ export function flattenMonotone(step: Step, storedMin: number, storedMax: number
  * per-pixel loop then needs no subtraction and no clamping, and reads every integer typed array the decoders
  * give (Int16Array, Uint8Array, ...) through one unsigned view. Built from block copies and fills.
  */
-export function patternTable(table: Uint8Array, storedMin: number, patternBits: number, signed: boolean): Uint8Array {
+export function patternTable(table: Uint8Array, storedMin: number, patternBits: number, signed: boolean, reuse?: Uint8Array): Uint8Array {
   const size = 1 << patternBits;
-  const pattern = new Uint8Array(size);
+  const pattern = reuse?.length === size ? reuse : new Uint8Array(size);
   const last = table.length - 1;
   // pattern[p0 + k] = table[clamp(s0 + k - storedMin)] for k in [0, n)
   const map = (p0: number, s0: number, n: number) => {
@@ -217,18 +217,19 @@ export function patternTable(table: Uint8Array, storedMin: number, patternBits: 
 /**
  * patternTable() for packed 16-bit words (DecodedFrame.packedShift): the stored value of word w is its bits
  * shift .. shift+bits-1, sign-extended when signed. With shift 0 the table is one block of 2^bits entries
- * repeated; otherwise every word is worked out.
+ * repeated; otherwise every word is worked out. `reuse`, when it has the table's size, is overwritten and returned.
  */
-export function packedPatternTable(table: Uint8Array, storedMin: number, bits: number, shift: number, signed: boolean): Uint8Array {
+export function packedPatternTable(table: Uint8Array, storedMin: number, bits: number, shift: number, signed: boolean, reuse?: Uint8Array): Uint8Array {
+  if (reuse?.length !== 65536) reuse = undefined;
   if (shift === 0 && bits >= 1 && bits <= 16) {
-    const block = patternTable(table, storedMin, bits, signed);
+    const block = patternTable(table, storedMin, bits, signed, bits === 16 ? reuse : undefined);
     if (bits === 16) return block;
-    const pattern = new Uint8Array(65536);
+    const pattern = reuse ?? new Uint8Array(65536);
     pattern.set(block.subarray(0, 1 << bits));
     for (let filled = 1 << bits; filled < 65536; filled *= 2) pattern.copyWithin(filled, 0, filled);
     return pattern;
   }
-  const pattern = new Uint8Array(65536);
+  const pattern = reuse ?? new Uint8Array(65536);
   const up = 32 - bits - shift, down = 32 - bits, mask = bits >= 32 ? -1 : (1 << bits) - 1;
   const last = table.length - 1;
   for (let w = 0; w < 65536; w++) {

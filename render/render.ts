@@ -29,10 +29,14 @@ export class LruCache<V> {
     if (v !== undefined) { this.map.delete(key); this.map.set(key, v); }
     return v;
   }
-  set(key: string, v: V): void {
+  /** Adds `v` under `key`; returns the least recently used value if it was evicted to make room. */
+  set(key: string, v: V): V | undefined {
     this.map.delete(key);
     this.map.set(key, v);
-    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as string);
+    if (this.map.size <= this.capacity) return undefined;
+    const [oldest, gone] = this.map.entries().next().value as [string, V];
+    this.map.delete(oldest);
+    return gone;
   }
   get size(): number { return this.map.size; }
   clear(): void { this.map.clear(); }
@@ -43,6 +47,14 @@ export class LruCache<V> {
  * 0.05-0.1 ms to build for a linear window (flattenMonotone), so more would buy little and cost memory.
  */
 export const tableCache = new LruCache<Uint8Array>(64);
+
+/**
+ * The last pattern table evicted from tableCache, refilled for the next table of its size instead of a new one.
+ * A viewer dragging the window makes a new table per image, so without this every image would leave a 64 KiB
+ * table behind, and having outlived many minor collections in the cache it is garbage only a major collection
+ * frees: ~20 MB per worker per few hundred images (bench/memory.ts).
+ */
+let spareTable: Uint8Array | undefined;
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Per-frame parameters (PS3.3 C.7.6.16: Per-Frame overrides Shared overrides the image level)     */
@@ -217,9 +229,12 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
     const pkey = key && `${key}|p${view.bits}${view.signed ? 's' : 'u'}${packed ? `k${decoded.packedShift}` : ''}`;
     let pattern = pkey ? tableCache.get(pkey) : undefined;
     if (!pattern) {
-      pattern = packed ? packedPatternTable(storedTable(), range.min, decoded.bitsStored, decoded.packedShift!, decoded.signed)
-        : patternTable(storedTable(), range.min, view.bits, view.signed);
-      if (pkey) tableCache.set(pkey, pattern);
+      const reuse = spareTable;
+      spareTable = undefined;
+      pattern = packed ? packedPatternTable(storedTable(), range.min, decoded.bitsStored, decoded.packedShift!, decoded.signed, reuse)
+        : patternTable(storedTable(), range.min, view.bits, view.signed, reuse);
+      const evicted = pkey ? tableCache.set(pkey, pattern) : undefined;
+      spareTable = evicted ?? (pattern === reuse ? undefined : reuse);
     }
     if (view.bits === 16) lookup16(view.words as Uint16Array, pattern, out, count);
     else lookup8(view.words as Uint8Array, pattern, out, count);

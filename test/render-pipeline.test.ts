@@ -4,12 +4,12 @@
  */
 import { PNG } from 'pngjs';
 import {
-  minMaxWindow, modalityLutSequence, modalityRescale, voiLinear, voiLinearExact, voiLutSequence, voiSigmoid, flatten, compose, storedRange,
+  minMaxWindow, modalityLutSequence, modalityRescale, voiLinear, voiLinearExact, voiLutSequence, voiSigmoid, flatten, compose, storedRange, patternTable,
 } from '../render/lut';
 import { readLut, describeImage } from '../render/describe';
 import { ybrFullToRgb, paletteTable, depthTo8 } from '../render/colour';
 import { planViewport, applyViewport, axisWeights } from '../render/viewport';
-import { tableCache } from '../render/render';
+import { tableCache, LruCache } from '../render/render';
 import { renderFrame, encodeImage, initRender, RenderError, ImageDescription, DecodedFrame } from '../render';
 import type { JsonDataset } from '../dicom/json';
 
@@ -180,6 +180,33 @@ describe('renderFrame (grey)', () => {
     expect(tableCache.size).toBe(1);
     renderFrame(d, 1, greyFrame(ramp), { window: { center: 100, width: 300 } });
     expect(tableCache.size).toBe(2);
+  });
+  test('tables evicted from the full cache are refilled for later windows and leave no trace in their images', () => {
+    // 16-bit words (65536-entry pattern tables, the ones refilled) interleaved with 8-bit ones (256 entries, not).
+    const d16 = greyDesc({ sopInstanceUID: '1.2.3' });
+    const d8 = greyDesc({ sopInstanceUID: '1.2.4' });
+    d8.frame.bitsAllocated = 8; d8.frame.bitsStored = 8; d8.frame.highBit = 7;
+    const f16 = greyFrame(ramp);
+    const f8: DecodedFrame = { ...greyFrame([]), pixels: Uint8Array.from(ramp, (v) => v % 256), bitsStored: 8 };
+    const windows = Array.from({ length: 150 }, (_, i) => ({ center: 40 + 11 * i, width: 30 + 9 * (i % 17) }));
+    const render = (i: number) => Array.from(i % 3 ? renderFrame(d16, 1, f16, { window: windows[i] }).data : renderFrame(d8, 1, f8, { window: windows[i] }).data);
+    tableCache.clear();
+    const throughFullCache = windows.map((_, i) => render(i));
+    expect(tableCache.size).toBe(64);
+    const eachFresh = windows.map((_, i) => { tableCache.clear(); return render(i); });
+    expect(throughFullCache).toEqual(eachFresh);
+  });
+  test('the cache hands back what it evicts, and pattern tables fill a given buffer of their size', () => {
+    const c = new LruCache<string>(2);
+    expect(c.set('a', 'A')).toBeUndefined();
+    expect(c.set('b', 'B')).toBeUndefined();
+    c.get('a');
+    expect(c.set('c', 'C')).toBe('B');
+    const reuse = new Uint8Array(65536).fill(7);
+    const t = patternTable(flatten((x) => x >> 4, 0, 4095), 0, 16, false, reuse);
+    expect(t).toBe(reuse);
+    expect([t[0], t[4095], t[65535]]).toEqual([0, 255, 255]);
+    expect(patternTable(flatten((x) => x, 0, 255), 0, 8, false, reuse)).not.toBe(reuse);
   });
   test('float pixel data is windowed without a table', () => {
     const d = greyDesc();
