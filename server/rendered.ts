@@ -155,15 +155,18 @@ class ByteLru<V> {
     if (e) { this.map.delete(k); this.map.set(k, e); }
     return e?.v;
   }
-  set(k: string, v: V, size: number) {
+  /** Adds `v`; returns the bytes of the values it dropped (replaced or evicted) or did not keep (too big). */
+  set(k: string, v: V, size: number): number {
+    let dropped = 0;
     const old = this.map.get(k);
-    if (old) { this.bytes -= old.size; this.map.delete(k); }
-    if (size > this.max / 4) return; // one value never evicts most of the cache
+    if (old) { this.bytes -= old.size; this.map.delete(k); dropped += old.size; }
+    if (size > this.max / 4) return dropped + size; // one value never evicts most of the cache
     this.map.set(k, { v, size }); this.bytes += size;
     while (this.bytes > this.max) {
       const [fk, fe] = this.map.entries().next().value as [string, { size: number }];
-      this.map.delete(fk); this.bytes -= fe.size;
+      this.map.delete(fk); this.bytes -= fe.size; dropped += fe.size;
     }
+    return dropped;
   }
 }
 
@@ -182,10 +185,14 @@ export class RenderService {
   /** Calls of render() under way (not answered from the image cache). */
   private active = 0;
   /**
-   * Every image made here and every frame read ends up as garbage outside the heap (evicted, replaced or never
-   * cached): an incremental major collection every 16 MB of them, instead of V8's ~64 MB (gc.ts).
+   * Every image made here and every frame read ends up as garbage outside the heap, and V8 would let ~64 MB of it
+   * pile up (gc.ts). What dies young (a frame's read buffer, copied to shared memory; an image too big to cache)
+   * goes in a minor collection every 8 MB; what the caches drop has outlived many minor collections, and goes in
+   * an incremental major one every 32 MB. Before, one major collection every 16 MB of both cost this thread
+   * 2-5% of CT throughput (bench/profile.ts ct 3000 8) and kept no less memory (bench/memory.ts).
    */
-  private garbage = new GarbageBudget(16 * 1024 * 1024, 'major', 'async');
+  private youngGarbage = new GarbageBudget(8 * 1024 * 1024, 'minor');
+  private oldGarbage = new GarbageBudget(32 * 1024 * 1024, 'major', 'async');
   constructor(private readonly ctx: ServerContext) {
     this.cache = new ByteLru(ctx.config.renderCacheBytes);
     this.frames = new ByteLru(ctx.config.frameCacheBytes);
@@ -240,8 +247,8 @@ export class RenderService {
       if (!frame) {
         const read = await readFrame(this.ctx, info, frameNumber);
         frame = { data: sharedCopy(new Uint8Array(read.data.buffer, read.data.byteOffset, read.data.byteLength)), bitOffset: read.bitOffset };
-        this.garbage.add(read.data.byteLength);
-        this.frames.set(frameKey, frame, read.data.byteLength);
+        this.youngGarbage.add(read.data.byteLength);
+        this.oldGarbage.add(this.frames.set(frameKey, frame, read.data.byteLength));
       }
       const task: RenderTask = {
         transferSyntaxUID: info.transferSyntaxUID, data: frame.data, bitOffset: frame.bitOffset, decoded: frame.decoded,
@@ -273,11 +280,10 @@ export class RenderService {
       else if (!result.ok) throw new HttpError(result.status, result.reason);
       else {
         image = result.body;
-        if (result.decoded) this.frames.set(frameKey, { decoded: result.decoded }, result.decoded.pixels.byteLength);
+        if (result.decoded) this.oldGarbage.add(this.frames.set(frameKey, { decoded: result.decoded }, result.decoded.pixels.byteLength));
       }
       const body = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
-      this.cache.set(key, body, body.length);
-      this.garbage.add(body.length);
+      this.oldGarbage.add(this.cache.set(key, body, body.length));
       return body;
     } finally {
       if (decoded) { this.decoding.delete(frameKey); decoded(); }
