@@ -120,6 +120,11 @@ export class SqliteIndex {
     const p = (sql: string) => this.db.prepare(sql);
     this.stmts = {
       getInstance: p('SELECT * FROM instances WHERE sop_instance_uid = ?'),
+      instanceHash: p('SELECT sha256 FROM instances WHERE sop_instance_uid = ?'),
+      studyLists: p('SELECT modalities, sop_classes FROM studies WHERE study_uid = ?'),
+      addToSeries: p('UPDATE series SET num_instances = num_instances + 1 WHERE series_uid = @series'),
+      addToStudy: p(`UPDATE studies SET num_instances = num_instances + 1, num_series = num_series + @newSeries,
+        modalities = @modalities, sop_classes = @sopClasses WHERE study_uid = @study`),
       insertInstance: p(`INSERT INTO instances (sop_instance_uid, series_uid, study_uid, sop_class_uid, transfer_syntax_uid,
         instance_number, number_of_frames, rows, columns, blob_key, size, sha256, stored_at, attrs, metadata, frames, bulk, render)
         VALUES (@sop, @series, @study, @sopClass, @ts, @instanceNumber, @frames_n, @rows, @columns, @blobKey, @size, @sha256,
@@ -171,7 +176,7 @@ export class SqliteIndex {
    */
   insert(r: InstanceRecord): InsertOutcome {
     const tx = this.db.transaction((): InsertOutcome => {
-      const existing = this.stmts.getInstance.get(r.sopInstanceUID) as any;
+      const existing = this.stmts.instanceHash.get(r.sopInstanceUID) as any;
       if (existing) return existing.sha256 === r.sha256 ? 'identical' : 'conflict';
       const s = r.studyAttrs;
       const now = Date.now();
@@ -183,11 +188,12 @@ export class SqliteIndex {
         referringFuzzy: fuzzyName(first(s, '00080090') ?? undefined), attrs: JSON.stringify(s), now,
       });
       const se = r.seriesAttrs;
-      this.stmts.upsertSeries.run({
-        series: r.seriesUID, study: r.studyUID, modality: first(se, '00080060'), seriesNumber: numOrNull(first(se, '00200011')),
+      const modality = first(se, '00080060');
+      const newSeries = this.stmts.upsertSeries.run({
+        series: r.seriesUID, study: r.studyUID, modality, seriesNumber: numOrNull(first(se, '00200011')),
         seriesDescription: first(se, '0008103E'), seriesDate: first(se, '00080021'), seriesTime: first(se, '00080031'),
         bodyPart: first(se, '00180015'), ppsDate: first(se, '00400244'), ppsTime: first(se, '00400245'), attrs: JSON.stringify(se),
-      });
+      }).changes;
       const seriesRow = this.stmts.getSeries.get(r.seriesUID) as any;
       if (seriesRow.study_uid !== r.studyUID) throw new IndexConflict('Series Instance UID already belongs to another study');
       this.stmts.insertInstance.run({
@@ -196,8 +202,15 @@ export class SqliteIndex {
         size: r.size, sha256: r.sha256, storedAt: now, attrs: JSON.stringify(r.instanceAttrs), metadata: r.metadata,
         frames: r.frames, bulk: r.bulk, render: r.render,
       });
-      this.stmts.countSeries.run({ series: r.seriesUID });
-      this.stmts.countStudy.run({ study: r.studyUID });
+      // The counts and lists grow by this instance (and its series, if new): what countSeries and countStudy
+      // would recount, without reading every instance of the study, which made each insert O(study size).
+      this.stmts.addToSeries.run({ series: r.seriesUID });
+      const lists = this.stmts.studyLists.get(r.studyUID) as { modalities: string | null; sop_classes: string | null };
+      this.stmts.addToStudy.run({
+        study: r.studyUID, newSeries,
+        modalities: newSeries && modality !== null ? withValue(lists.modalities, modality) : lists.modalities,
+        sopClasses: withValue(lists.sop_classes, r.sopClassUID),
+      });
       return 'stored';
     });
     return tx.immediate();
@@ -216,6 +229,15 @@ export class SqliteIndex {
     });
     tx.immediate();
   }
+}
+
+/** A backslash-separated list of distinct values in SQLite's order (as group_concat over ORDER BY), with `v` in it. */
+function withValue(list: string | null, v: string): string {
+  const values = list === null ? [] : list.split('\\');
+  if (values.includes(v)) return list!;
+  values.push(v);
+  values.sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b))));
+  return values.join('\\');
 }
 
 export class IndexConflict extends Error {}
