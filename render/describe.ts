@@ -37,6 +37,9 @@ const T = {
   RedPaletteData: '00281201',
   GreenPaletteData: '00281202',
   BluePaletteData: '00281203',
+  SegmentedRedPaletteData: '00281221',
+  SegmentedGreenPaletteData: '00281222',
+  SegmentedBluePaletteData: '00281223',
   ModalityLUTSequence: '00283000',
   LUTDescriptor: '00283002',
   LUTExplanation: '00283003',
@@ -172,6 +175,19 @@ function lutItem(item: JsonDataset, signed: boolean): LutData | null {
   return readLut(item[T.LUTDescriptor], item[T.LUTData], signed, str(item, T.LUTExplanation));
 }
 
+/** A LUT Descriptor's three values, quirks resolved (see readLut). */
+interface LutDescriptor { count: number; firstMapped: number; bits: number }
+
+function lutDescriptor(descAttr: JsonAttribute | undefined, signed: boolean): LutDescriptor | null {
+  if (!descAttr) return null;
+  const d = attrNumbers(descAttr, descAttr.vr === 'SS');
+  if (d.length < 3) return null;
+  let firstMapped = d[1];
+  if (signed && firstMapped > 32767) firstMapped -= 65536;
+  if (!signed && firstMapped < 0) firstMapped += 65536;
+  return { count: d[0] === 0 ? 65536 : d[0] < 0 ? d[0] + 65536 : d[0], firstMapped, bits: d[2] };
+}
+
 /**
  * LUT Descriptor = (number of entries, first mapped value, bits per entry).
  * - number of entries 0 means 2^16 (C.11.1.1.1);
@@ -182,15 +198,9 @@ function lutItem(item: JsonDataset, signed: boolean): LutData | null {
  *   we detect by the byte count (DCMTK does the same).
  */
 export function readLut(descAttr: JsonAttribute | undefined, dataAttr: JsonAttribute | undefined, signed: boolean, explanation?: string): LutData | null {
-  if (!descAttr || !dataAttr) return null;
-  const d = attrNumbers(descAttr, descAttr.vr === 'SS');
-  if (d.length < 3) return null;
-  let count = d[0] === 0 ? 65536 : d[0] < 0 ? d[0] + 65536 : d[0];
-  let firstMapped = d[1];
-  if (signed && firstMapped > 32767) firstMapped -= 65536;
-  if (!signed && firstMapped < 0) firstMapped += 65536;
-  let bits = d[2];
-
+  const d = lutDescriptor(descAttr, signed);
+  if (!d || !dataAttr) return null;
+  const count = d.count;
   let data: number[];
   const bin = attrBytes(dataAttr);
   if (bin) {
@@ -204,25 +214,105 @@ export function readLut(descAttr: JsonAttribute | undefined, dataAttr: JsonAttri
   } else {
     data = attrNumbers(dataAttr, false).map((v) => (v < 0 ? v + 65536 : v));
   }
-  if (data.length === 0) return null;
-  if (data.length !== count) count = Math.min(count, data.length);
-  data = data.slice(0, count);
+  return lutFromEntries(d, data, explanation);
+}
+
+/** The entries cut to the descriptor's count (or the count present, if fewer), masked to bits per entry. */
+function lutFromEntries(d: LutDescriptor, entries: number[], explanation?: string): LutData | null {
+  if (entries.length === 0) return null;
+  const data = entries.length > d.count ? entries.slice(0, d.count) : entries;
+  let bits = d.bits;
   if (bits < 8 || bits > 16) {
-    const max = Math.max(...data);
+    let max = 0;
+    for (const v of data) if (v > max) max = v;
     bits = Math.min(16, Math.max(8, max > 0 ? Math.floor(Math.log2(max)) + 1 : 8));
   }
   const mask = 2 ** bits - 1;
   for (let i = 0; i < data.length; i++) data[i] &= mask;
-  const lut: LutData = { firstMapped, bits, data };
+  const lut: LutData = { firstMapped: d.firstMapped, bits, data };
   if (explanation) lut.explanation = explanation;
   return lut;
 }
 
-/** PS3.3 C.7.6.3.1.5/6 Palette Color Lookup Table Descriptor and Data (non-segmented). */
+/**
+ * PS3.3 C.7.9.2 Segmented Palette Color Lookup Table Data, expanded into `count` entries. `codes` are the
+ * data's values, each `codeBytes` bytes (2: one per OW word; 1: byte-packed, as 8-bit palettes such as
+ * the well-known palettes of PS3.6 Annex B are written, and as pydicom and GDCM read them). Segments:
+ * - discrete (opcode 0, C.7.9.2.1): length n, then n entries;
+ * - linear (opcode 1, C.7.9.2.2): length n and Y1; entry X0 + i (i = 1..n) lies on the straight line from
+ *   the previous segment's end (X0, Y0) to (X0 + n, Y1), rounded to the nearest integer (halves up);
+ * - indirect (opcode 2, C.7.9.2.3): number of segments n and a 32-bit byte offset (least significant
+ *   16 bits first) from the start of the data: those n segments are expanded again here; they may not
+ *   be indirect themselves.
+ * Returns null for data that cannot be expanded (unknown opcode, linear or indirect first, indirect to
+ * indirect, segments running past the data); stops at `count` entries.
+ */
+export function expandSegmentedLut(codes: ArrayLike<number>, codeBytes: 1 | 2, count: number): number[] | null {
+  const out: number[] = [];
+  const offsetAt = (p: number) => (codeBytes === 2 ? codes[p] + codes[p + 1] * 65536
+    : codes[p] + codes[p + 1] * 256 + codes[p + 2] * 65536 + codes[p + 3] * 2 ** 24);
+  // expands segments from code `pos` on, at most `segments` of them; returns false on malformed data
+  const expand = (start: number, segments: number, indirectAllowed: boolean): boolean => {
+    let pos = start;
+    for (let s = 0; s < segments && out.length < count; s++) {
+      if (pos + 1 >= codes.length) return indirectAllowed; // the top level ends with the data (or a pad code)
+      const opcode = codes[pos], n = codes[pos + 1];
+      if (opcode === 0) {
+        if (pos + 2 + n > codes.length) return false;
+        for (let i = 0; i < n; i++) out.push(codes[pos + 2 + i]);
+        pos += 2 + n;
+      } else if (opcode === 1) {
+        if (out.length === 0 || pos + 2 >= codes.length) return false;
+        const y0 = out[out.length - 1], dy = codes[pos + 2] - y0;
+        // nearest integer to y0 + dy * i / n, halves up, in exact integer arithmetic
+        for (let i = 1; i <= n; i++) out.push(Math.floor((2 * (y0 * n + dy * i) + n) / (2 * n)));
+        pos += 3;
+      } else if (opcode === 2) {
+        if (!indirectAllowed || out.length === 0 || pos + 1 + 4 / codeBytes >= codes.length) return false;
+        const byteOffset = offsetAt(pos + 2);
+        if (byteOffset % codeBytes !== 0 || !expand(byteOffset / codeBytes, n, false)) return false;
+        pos += 2 + 4 / codeBytes;
+      } else {
+        return false;
+      }
+    }
+    return true;
+  };
+  if (!expand(0, Infinity, true)) return null;
+  return out.length > count ? out.slice(0, count) : out;
+}
+
+/**
+ * A palette LUT from its descriptor and Segmented Palette Color Lookup Table Data (C.7.9.2). With 8 bits
+ * per entry the data may be byte-packed or one value per word: the reading that expands to exactly the
+ * descriptor's number of entries is taken, byte-packed first.
+ */
+export function readSegmentedLut(descAttr: JsonAttribute | undefined, dataAttr: JsonAttribute | undefined, signed: boolean): LutData | null {
+  const d = lutDescriptor(descAttr, signed);
+  if (!d || !dataAttr) return null;
+  const bin = attrBytes(dataAttr);
+  const words = bin ? new Uint16Array(Math.floor(bin.length / 2)).map((_, i) => bin[2 * i] | (bin[2 * i + 1] << 8))
+    : attrNumbers(dataAttr, false).map((v) => (v < 0 ? v + 65536 : v));
+  const readings: Array<[ArrayLike<number>, 1 | 2]> = bin && d.bits === 8 ? [[bin, 1], [words, 2]] : [[words, 2]];
+  let fallback: number[] | null = null;
+  for (const [codes, size] of readings) {
+    const data = expandSegmentedLut(codes, size, d.count);
+    if (data && data.length === d.count) return lutFromEntries(d, data);
+    fallback ??= data;
+  }
+  return fallback && lutFromEntries(d, fallback);
+}
+
+/**
+ * PS3.3 C.7.6.3.1.5/6 Palette Color Lookup Table Descriptor and Data, or, for a colour without Data,
+ * its Segmented Data (C.7.9.2). Data first, as DCMTK reads it when a file has both.
+ */
 function palette(ds: JsonDataset, signed: boolean): PaletteDescription | null {
-  const red = readLut(ds[T.RedPaletteDescriptor], ds[T.RedPaletteData], signed);
-  const green = readLut(ds[T.GreenPaletteDescriptor], ds[T.GreenPaletteData], signed);
-  const blue = readLut(ds[T.BluePaletteDescriptor], ds[T.BluePaletteData], signed);
+  const one = (desc: string, data: string, segmented: string) =>
+    readLut(ds[desc], ds[data], signed) ?? readSegmentedLut(ds[desc], ds[segmented], signed);
+  const red = one(T.RedPaletteDescriptor, T.RedPaletteData, T.SegmentedRedPaletteData);
+  const green = one(T.GreenPaletteDescriptor, T.GreenPaletteData, T.SegmentedGreenPaletteData);
+  const blue = one(T.BluePaletteDescriptor, T.BluePaletteData, T.SegmentedBluePaletteData);
   return red && green && blue ? { red, green, blue } : null;
 }
 
