@@ -352,9 +352,10 @@ function overlays(ds: JsonDataset, frame: FrameInfo): OverlayDescription[] {
     if (data && data.length > 0) {
       o.data = data.toString('base64');
     } else if (bitsAllocated > 1 && frame.bitsAllocated > frame.bitsStored) {
-      // retired: overlay in the unused high bits of Pixel Data (Overlay Bits Allocated = Bits Allocated);
-      // the decoded frame no longer carries those bits, so it is recorded but cannot be drawn.
+      // retired: overlay in the unused bits of Pixel Data (Overlay Bits Allocated = Bits Allocated); the decoders
+      // keep the unmasked words for it (FrameInfo.embeddedOverlays) and overlay.ts reads the plane from them.
       o.embedded = true;
+      frame.embeddedOverlays = true;
     } else {
       continue;
     }

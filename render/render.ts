@@ -10,7 +10,7 @@
 import { RenderError } from './errors';
 import { compose, flatten, flattenMonotone, packedPatternTable, patternTable, minMaxWindow, modalityStep, storedRange, voiLutSequence, voiWindowStep, type Step } from './lut';
 import { applyPalette, colourTo8, paletteTable } from './colour';
-import { burnOverlays } from './overlay';
+import { burnOverlays, type PixelWords } from './overlay';
 import { LITTLE_ENDIAN_HOST, unpackSamples } from './codecs/samples';
 import { applyViewport, planViewport } from './viewport';
 import type {
@@ -356,9 +356,34 @@ export function renderFrame(desc: ImageDescription, frameNumber: number, decoded
   if (opts.overlays !== false && desc.overlays.length > 0) {
     const colour = opts.overlayColor ?? [255, 255, 255];
     if (img.channels === 1 && !(colour[0] === colour[1] && colour[1] === colour[2])) img = toRgb(img);
-    burnOverlays(desc.overlays, frameNumber, img.data, img.width, img.height, img.channels, colour);
+    const words = grey && desc.overlays.some((o) => o.embedded) ? pixelWords(desc, decoded) : undefined;
+    burnOverlays(desc.overlays, frameNumber, img.data, img.width, img.height, img.channels, colour, words);
   }
   return plan ? applyViewport(img, plan) : img;
+}
+
+/**
+ * The frame's stored words, unmasked and in host order, for overlays embedded in Pixel Data (overlay.ts): the
+ * packed words themselves (DecodedFrame.packedShift), or the decoder's raw view (DecodedFrame.rawWords), swapped
+ * or copied only when its byte order or alignment is not the host's. Undefined when the decoder kept neither.
+ */
+function pixelWords(desc: ImageDescription, decoded: DecodedFrame): PixelWords | undefined {
+  const count = decoded.rows * decoded.columns;
+  let words: Uint8Array | Uint16Array | undefined;
+  if (decoded.packedShift !== undefined) {
+    words = (decoded.pixels as Uint16Array).subarray(0, count);
+  } else if (decoded.rawWords) {
+    const { bytes, bitsAllocated, bigEndian } = decoded.rawWords;
+    if (bitsAllocated === 8) words = bytes.subarray(0, count);
+    else if (bigEndian === !LITTLE_ENDIAN_HOST && bytes.byteOffset % 2 === 0) words = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+    else {
+      const w = new Uint16Array(count);
+      for (let i = 0, j = 0; i < count; i++, j += 2) w[i] = bigEndian ? (bytes[j] << 8) | bytes[j + 1] : bytes[j] | (bytes[j + 1] << 8);
+      words = w;
+    }
+  }
+  if (!words || words.length < count) return undefined;
+  return { words, bitsStored: desc.frame.bitsStored, highBit: desc.frame.highBit, numberOfFrames: desc.numberOfFrames };
 }
 
 function toRgb(img: RenderedImage): RenderedImage {

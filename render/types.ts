@@ -16,6 +16,11 @@ export interface FrameInfo {
   planarConfiguration: number; // 0 interleaved, 1 planar (native colour only)
   /** 'int' for Pixel Data, 'float32' for Float Pixel Data, 'float64' for Double Float Pixel Data */
   pixelFormat?: 'int' | 'float32' | 'float64';
+  /**
+   * Set by describeImage when an overlay plane lives in the unused bits of Pixel Data (OverlayDescription.embedded):
+   * the native and RLE decoders then keep the frame's unmasked words (DecodedFrame.rawWords) for the overlay step.
+   */
+  embeddedOverlays?: boolean;
 }
 
 export type PixelArray =
@@ -43,6 +48,13 @@ export interface DecodedFrame {
    * storedValues() in render.ts extracts them for anything else.
    */
   packedShift?: number;
+  /**
+   * Grey native and RLE frames of an image with embedded overlays (FrameInfo.embeddedOverlays), when `pixels` are not
+   * the words themselves (packedShift): the frame's samples as stored, unmasked, BitsAllocated 8 or 16 each, in the
+   * byte order given. A view on the decoder's input or output, not a copy. The overlay step reads the planes that
+   * retired overlays (PS3.3-2004 C.9.2, Overlay Bit Position above High Bit) keep in the bits masked off `pixels`.
+   */
+  rawWords?: { bytes: Uint8Array; bitsAllocated: 8 | 16; bigEndian: boolean };
 }
 
 /** Where one frame's bytes are handed to the decoder. */
@@ -102,7 +114,7 @@ export interface OverlayDescription {
   numberOfFrames: number;
   /** Overlay Data (60xx,3000), bit-packed, base64; absent for overlays embedded in Pixel Data high bits */
   data?: string;
-  /** overlay stored in unused high bits of Pixel Data (retired, PS3.3 2004 C.9.2); recorded, not drawn */
+  /** overlay stored in unused bits of Pixel Data (retired, PS3.3-2004 C.9.2): bit `bitPosition` of each stored word */
   embedded?: boolean;
   label?: string;
   description?: string;

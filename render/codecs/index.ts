@@ -64,11 +64,11 @@ export function decodeFrame(transferSyntaxUID: string, frame: FrameBytes, info: 
   const layout = layoutOf(info);
   switch (family) {
     case 'native':
-      return decodeNative(frame, layout, false, options.packed === true);
+      return decodeNative(frame, layout, false, options.packed === true, info.embeddedOverlays === true);
     case 'native-big-endian':
-      return decodeNative(frame, layout, true);
+      return decodeNative(frame, layout, true, false, info.embeddedOverlays === true);
     case 'rle':
-      return decodeRle(frame, layout);
+      return decodeRle(frame, layout, info.embeddedOverlays === true);
     case 'jpeg':
       return decodeJpeg(frame, layout);
     case 'jpeg-ls':

@@ -9,7 +9,8 @@ import { decodedFrame } from './frame';
 import type { PixelLayout } from './samples';
 import { interleave, LITTLE_ENDIAN_HOST, unpackBits, unpackFloats, unpackSamples, upsample422 } from './samples';
 
-export function decodeNative(frame: FrameBytes, layout: PixelLayout, bigEndian: boolean, packed = false): DecodedFrame {
+/** `keepWords`: the image has overlays in the unused bits of its samples (FrameInfo.embeddedOverlays). */
+export function decodeNative(frame: FrameBytes, layout: PixelLayout, bigEndian: boolean, packed = false, keepWords = false): DecodedFrame {
   const { data } = frame;
   const { pixelCount, samplesPerPixel } = layout;
   if (packed && !bigEndian && LITTLE_ENDIAN_HOST && layout.format === 'int' && samplesPerPixel === 1 && layout.bitsAllocated === 16
@@ -36,5 +37,19 @@ export function decodeNative(frame: FrameBytes, layout: PixelLayout, bigEndian: 
     pixels = unpackSamples(data, pixelCount * samplesPerPixel, layout.bitsAllocated as 8 | 16 | 32, bigEndian, layout.shift, layout.bitsStored, layout.signed, true);
   }
   if (layout.planar) pixels = interleave(pixels, pixelCount);
-  return decodedFrame(layout, pixels, pi);
+  const f = decodedFrame(layout, pixels, pi);
+  if (keepWords) keepRawWords(f, layout, data, bigEndian);
+  return f;
+}
+
+/**
+ * For overlays stored in the unused bits of Pixel Data (DecodedFrame.rawWords): a view on the frame's samples as
+ * stored, for grey integer samples of 8 or 16 bits. `bytes` must outlive the DecodedFrame (our decoders' own output,
+ * or the caller's frame bytes, which decodeFrame's callers already may not recycle while they use `pixels`).
+ */
+export function keepRawWords(f: DecodedFrame, layout: PixelLayout, bytes: Uint8Array, bigEndian: boolean): void {
+  if (layout.samplesPerPixel !== 1 || layout.format !== 'int' || (layout.bitsAllocated !== 8 && layout.bitsAllocated !== 16)) return;
+  const length = layout.pixelCount * (layout.bitsAllocated >>> 3);
+  if (bytes.length < length) return;
+  f.rawWords = { bytes: bytes.subarray(0, length), bitsAllocated: layout.bitsAllocated, bigEndian };
 }

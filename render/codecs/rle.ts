@@ -9,10 +9,12 @@ import { CodecError } from './errors';
 import { decodedFrame, fullResolutionName, requireCompressible } from './frame';
 import type { PixelLayout } from './samples';
 import { unpackSamples } from './samples';
+import { keepRawWords } from './native';
 
 const HEADER_BYTES = 64;
 
-export function decodeRle(frame: FrameBytes, layout: PixelLayout): DecodedFrame {
+/** `keepWords`: the image has overlays in the unused bits of its samples (FrameInfo.embeddedOverlays). */
+export function decodeRle(frame: FrameBytes, layout: PixelLayout, keepWords = false): DecodedFrame {
   requireCompressible(layout, 'RLE');
   const src = frame.data;
   const { pixelCount, samplesPerPixel } = layout;
@@ -42,7 +44,9 @@ export function decodeRle(frame: FrameBytes, layout: PixelLayout): DecodedFrame 
     }
   }
   const pixels = unpackSamples(out, pixelCount * samplesPerPixel, layout.bitsAllocated as 8 | 16 | 32, false, layout.shift, layout.bitsStored, layout.signed, true);
-  return decodedFrame(layout, pixels, fullResolutionName(layout.photometricInterpretation));
+  const f = decodedFrame(layout, pixels, fullResolutionName(layout.photometricInterpretation));
+  if (keepWords) keepRawWords(f, layout, out, false);
+  return f;
 }
 
 /**
