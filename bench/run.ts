@@ -6,6 +6,7 @@
  *   node dist/bench/run.js [--quick] [--no-orthanc] [--no-upload] [--cpu-prof DIR]
  */
 import * as fs from 'fs';
+import { execSync } from 'child_process';
 import * as os from 'os';
 import * as path from 'path';
 import { Client, concurrent, sequential, timedGet } from './lib/http';
@@ -282,6 +283,9 @@ async function main() {
       for (let r = 0; r < rounds; r++) {
         const mine = batches.slice(r * per, (r + 1) * per);
         for (const [name, c] of both) {
+          // Each server starts from a clean page cache: with ext4's ordered journal, an fsync also waits for data
+          // the other server wrote and left to the kernel's write-back (Orthanc does not sync by default).
+          execSync('sync');
           secs[name] += await concurrent(mine.length, COUNTS.stowConcurrency, (i) => stow(c, mine[i].body, mine[i].contentType));
         }
       }
