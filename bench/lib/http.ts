@@ -38,39 +38,61 @@ class LeanConnection {
     });
   }
 
-  /** Answers the waiting GET once its whole response has arrived. */
+  /** Bytes received since the last response ended, and what its head said (once it has arrived). */
+  private received = 0;
+  private head?: { status: number; headers: http.IncomingHttpHeaders; bodyStart: number; length?: number };
+
+  /**
+   * Answers the waiting GET once its whole response has arrived. The chunks are joined once: when the head has
+   * arrived, and when the body is complete (Content-Length reached, or a chunked body's last chunk seen).
+   */
   private parse(): void {
     if (!this.waiting) return;
-    const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
-    this.chunks = [data];
-    const end = data.indexOf('\r\n\r\n');
-    if (end < 0) return;
-    const lines = data.toString('latin1', 0, end).split('\r\n');
-    const status = Number(lines[0].split(' ')[1]);
-    const headers: http.IncomingHttpHeaders = {};
-    for (const l of lines.slice(1)) { const i = l.indexOf(':'); headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim(); }
+    const last = this.chunks[this.chunks.length - 1];
+    this.received += last.length;
+    if (!this.head) {
+      const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+      this.chunks = [data];
+      const end = data.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const lines = data.toString('latin1', 0, end).split('\r\n');
+      const headers: http.IncomingHttpHeaders = {};
+      for (const l of lines.slice(1)) { const i = l.indexOf(':'); headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim(); }
+      const chunked = /chunked/i.test(String(headers['transfer-encoding'] ?? ''));
+      this.head = { status: Number(lines[0].split(' ')[1]), headers, bodyStart: end + 4, length: chunked ? undefined : Number(headers['content-length'] ?? 0) };
+    }
+    const { status, headers, bodyStart, length } = this.head;
     let body: Buffer;
     let used: number;
-    if (/chunked/i.test(String(headers['transfer-encoding'] ?? ''))) {
+    if (length !== undefined) {
+      if (this.received < bodyStart + length) return;
+      const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+      body = data.subarray(bodyStart, bodyStart + length);
+      used = bodyStart + length;
+      this.chunks = [data];
+    } else {
+      // chunked: the body ends with the zero-size chunk, "0\r\n\r\n" (no trailers from the servers we measure)
+      const tail = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks.slice(-2));
+      if (tail.length < 5 || tail.toString('latin1', tail.length - 5) !== '0\r\n\r\n') return;
+      const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+      this.chunks = [data];
       const parts: Buffer[] = [];
-      let p = end + 4;
+      let p = bodyStart;
       for (;;) {
         const eol = data.indexOf('\r\n', p);
         if (eol < 0) return;
         const size = parseInt(data.toString('latin1', p, eol), 16);
         if (data.length < eol + 2 + size + 2) return;
-        if (size === 0) { used = eol + 4; break; } // no trailers from the servers we measure
+        if (size === 0) { used = eol + 4; break; }
         parts.push(data.subarray(eol + 2, eol + 2 + size));
         p = eol + 2 + size + 2;
       }
       body = Buffer.concat(parts);
-    } else {
-      const length = Number(headers['content-length'] ?? 0);
-      if (data.length < end + 4 + length) return;
-      body = data.subarray(end + 4, end + 4 + length);
-      used = end + 4 + length;
     }
+    const data = this.chunks[0];
     this.chunks = data.length > used ? [data.subarray(used)] : [];
+    this.received = data.length - used;
+    this.head = undefined;
     const w = this.waiting;
     this.waiting = undefined;
     if (/close/i.test(String(headers.connection ?? ''))) { this.closed = true; this.socket.destroy(); }
