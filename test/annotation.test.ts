@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import request from 'supertest';
-import { startServer, TestServer, multipartBody, binaryParser, corpusFile } from './helpers/server';
+import { startServer, TestServer, storeFile, binaryParser, corpusFile } from './helpers/server';
 import { decodePng, Image8 } from './helpers/png-compare';
 import { loadFixture, decodeFixtureFrame } from './helpers/render-fixture';
 import { annotate, annotationLayout, annotationText, appliedVoi, encodeImage, initRender, renderFrame } from '../render';
@@ -22,10 +22,7 @@ beforeAll(async () => {
   fs.mkdirSync(OUT, { recursive: true });
   srv = await startServer();
   for (const name of ['CT_small', 'MR_small', 'SC_rgb', 'RG3_J2KR']) {
-    const { body, contentType } = multipartBody([fs.readFileSync(corpusFile(name))]);
-    const res = await request(srv.app).post('/dicom-web/studies').set('Content-Type', contentType).send(body);
-    if (res.status !== 200) throw new Error(`${name}: STOW answered ${res.status}`);
-    urls.set(name, res.body['00081199'].Value[0]['00081190'].Value[0].replace(/^https?:\/\/[^/]+/, ''));
+    urls.set(name, await storeFile(srv, fs.readFileSync(corpusFile(name))));
   }
 });
 afterAll(async () => { await srv?.stop(); });

@@ -30,7 +30,7 @@ import { parseDicom } from '../dicom/parse';
 import { locateFrames } from '../dicom/frames';
 import { decodeFrame, initCodecs } from '../render/codecs';
 import { decodePng } from './helpers/png-compare';
-import { startServer, TestServer, multipartBody, binaryParser } from './helpers/server';
+import { startServer, TestServer, storeFile, binaryParser } from './helpers/server';
 import type { DecodedFrame, ImageDescription, RenderedImage } from '../render/types';
 
 const FIXTURES = path.join(process.cwd(), 'test/fixtures/overlay-bits');
@@ -167,10 +167,7 @@ describe('through the HTTP API', () => {
   beforeAll(async () => {
     srv = await startServer();
     for (const name of names) {
-      const { body, contentType } = multipartBody([fs.readFileSync(path.join(FIXTURES, `${name}.dcm`))]);
-      const res = await request(srv.app).post('/dicom-web/studies').set('Content-Type', contentType).send(body);
-      expect(res.status).toBe(200);
-      urls.set(name, res.body['00081199'].Value[0]['00081190'].Value[0].replace(/^https?:\/\/[^/]+/, ''));
+      urls.set(name, await storeFile(srv, fs.readFileSync(path.join(FIXTURES, `${name}.dcm`))));
     }
   });
   afterAll(async () => { await srv?.stop(); });

@@ -24,7 +24,7 @@ import { parseDicom } from '../dicom/parse';
 import { locateFrames } from '../dicom/frames';
 import { decodeFrame, initCodecs } from '../render/codecs';
 import { decodePng } from './helpers/png-compare';
-import { startServer, TestServer, multipartBody, binaryParser } from './helpers/server';
+import { startServer, TestServer, storeFile, binaryParser } from './helpers/server';
 import type { JsonDataset } from '../dicom/json';
 
 const FIXTURES = path.join(process.cwd(), 'test/fixtures/palette');
@@ -162,10 +162,7 @@ describe('segmented palettes render exactly as DCMTK renders the expanded palett
     beforeAll(async () => {
       srv = await startServer();
       for (const name of names) {
-        const { body, contentType } = multipartBody([fs.readFileSync(path.join(FIXTURES, `${name}.dcm`))]);
-        const res = await request(srv.app).post('/dicom-web/studies').set('Content-Type', contentType).send(body);
-        expect(res.status).toBe(200);
-        urls.set(name, res.body['00081199'].Value[0]['00081190'].Value[0].replace(/^https?:\/\/[^/]+/, ''));
+        urls.set(name, await storeFile(srv, fs.readFileSync(path.join(FIXTURES, `${name}.dcm`))));
       }
     });
     afterAll(async () => { await srv?.stop(); });

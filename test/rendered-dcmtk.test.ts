@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import request from 'supertest';
-import { startServer, TestServer, multipartBody, binaryParser, CORPUS } from './helpers/server';
+import { startServer, TestServer, storeFile, binaryParser, CORPUS } from './helpers/server';
 import { compare, decodePng, referenceRows, Diff, ReferenceRow } from './helpers/png-compare';
 import { parseDicomFile } from '../dicom/parse';
 
@@ -32,10 +32,7 @@ beforeAll(async () => {
     twinIndex.set(p.sopInstanceUID, k + 1);
     while (servers.length <= k) servers.push(await startServer());
     const srv = servers[k];
-    const { body, contentType } = multipartBody([fs.readFileSync(sourceOf(name))]);
-    const res = await request(srv.app).post('/dicom-web/studies').set('Content-Type', contentType).send(body);
-    if (res.status !== 200 && res.status !== 202) throw new Error(`${name}: STOW answered ${res.status} ${JSON.stringify(res.body)}`);
-    const url = res.body['00081199'].Value[0]['00081190'].Value[0].replace(/^https?:\/\/[^/]+/, '');
+    const url = await storeFile(srv, fs.readFileSync(sourceOf(name)), [200, 202]);
     where.set(name, { srv, url });
   }
 });

@@ -8,7 +8,7 @@
  */
 import * as fs from 'fs';
 import request from 'supertest';
-import { startServer, TestServer, corpusFile, multipartBody, binaryParser } from './helpers/server';
+import { startServer, TestServer, corpusFile, multipartBody, binaryParser, storeFile } from './helpers/server';
 
 const FILES: Array<[string, number, [number, number]]> = [
   ['693_UNCR', 1, [40, 400]],              // native, BitsStored 14 signed: packed words
@@ -29,12 +29,8 @@ beforeAll(async () => {
   tiny = await startServer({ frameCacheBytes: 4096, renderCacheBytes: 0 }); // holds nothing: everything evicted
   none = await startServer({ frameCacheBytes: 0, renderCacheBytes: 0, renderWorkers: 0 }); // no cache, no workers
   for (const [name] of FILES) {
-    const { body, contentType } = multipartBody([fs.readFileSync(corpusFile(name))]);
-    for (const s of [cached, tiny, none]) {
-      const res = await request(s.app).post('/dicom-web/studies').set('Content-Type', contentType).send(body);
-      expect(res.status).toBe(200);
-      urls.set(name, res.body['00081199'].Value[0]['00081190'].Value[0].replace(/^https?:\/\/[^/]+/, ''));
-    }
+    const file = fs.readFileSync(corpusFile(name));
+    for (const s of [cached, tiny, none]) urls.set(name, await storeFile(s, file));
   }
 }, 60_000);
 afterAll(async () => { await Promise.all([cached, tiny, none].map((s) => s.stop())); });

@@ -4,7 +4,7 @@
  */
 import * as fs from 'fs';
 import request from 'supertest';
-import { startServer, TestServer, corpusFile, multipartBody, binaryParser, parseMultipartResponse } from './helpers/server';
+import { startServer, TestServer, corpusFile, storeFile, binaryParser, parseMultipartResponse } from './helpers/server';
 import { decodePng } from './helpers/png-compare';
 
 let srv: TestServer;
@@ -12,9 +12,7 @@ const urls = new Map<string, string>();
 beforeAll(async () => {
   srv = await startServer();
   for (const name of ['CT_small', 'emri_small', 'SC_rgb', 'MR-SIEMENS-DICOM-WithOverlays', 'rtplan']) {
-    const { body, contentType } = multipartBody([fs.readFileSync(corpusFile(name))]);
-    const res = await request(srv.app).post('/dicom-web/studies').set('Content-Type', contentType).send(body);
-    urls.set(name, res.body['00081199'].Value[0]['00081190'].Value[0].replace(/^https?:\/\/[^/]+/, ''));
+    urls.set(name, await storeFile(srv, fs.readFileSync(corpusFile(name))));
   }
 });
 afterAll(async () => { await srv.stop(); });

@@ -7,6 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as http from 'http';
 import * as crypto from 'crypto';
+import request from 'supertest';
 import { createApp, listen, App } from '../../server/app';
 import { loadConfig, Config } from '../../server/config';
 
@@ -46,6 +47,17 @@ export function multipartBody(parts: Buffer[], type = 'application/dicom'): { bo
   }
   chunks.push(Buffer.from(`--${boundary}--\r\n`));
   return { body: Buffer.concat(chunks), contentType: `multipart/related; type="${type}"; boundary=${boundary}` };
+}
+
+/**
+ * STOW-RS of one file through `srv`'s app; the path of its instance's RetrieveURL (scheme and host cut off).
+ * Throws unless the store answers one of `ok`.
+ */
+export async function storeFile(srv: Pick<TestServer, 'app'>, file: Buffer, ok: number[] = [200]): Promise<string> {
+  const { body, contentType } = multipartBody([file]);
+  const res = await request(srv.app).post('/dicom-web/studies').set('Content-Type', contentType).send(body);
+  if (!ok.includes(res.status)) throw new Error(`STOW answered ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body['00081199'].Value[0]['00081190'].Value[0].replace(/^https?:\/\/[^/]+/, '');
 }
 
 export interface Part { headers: Record<string, string>; body: Buffer }
