@@ -47,9 +47,8 @@ class LeanConnection {
    * arrived, and when the body is complete (Content-Length reached, or a chunked body's last chunk seen).
    */
   private parse(): void {
+    this.received += this.chunks[this.chunks.length - 1].length;
     if (!this.waiting) return;
-    const last = this.chunks[this.chunks.length - 1];
-    this.received += last.length;
     if (!this.head) {
       const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
       this.chunks = [data];
