@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import request from 'supertest';
-import { startServer, TestServer, storeFile, binaryParser, corpusFile } from './helpers/server';
+import { serverWithFiles, binaryParser, corpusFile } from './helpers/server';
 import { decodePng, Image8 } from './helpers/png-compare';
 import { loadFixture, decodeFixtureFrame } from './helpers/render-fixture';
 import { annotate, annotationLayout, annotationText, appliedVoi, encodeImage, initRender, renderFrame } from '../render';
@@ -15,20 +15,13 @@ import type { RenderedImage } from '../render';
 import type { JsonDataset } from '../dicom/json';
 
 const OUT = path.join(process.cwd(), 'test-output', 'annotation');
-let srv: TestServer;
-const urls = new Map<string, string>();
+const stored = serverWithFiles(Object.fromEntries(['CT_small', 'MR_small', 'SC_rgb', 'RG3_J2KR'].map((n) => [n, corpusFile(n)])));
+const { urls } = stored;
 
-beforeAll(async () => {
-  fs.mkdirSync(OUT, { recursive: true });
-  srv = await startServer();
-  for (const name of ['CT_small', 'MR_small', 'SC_rgb', 'RG3_J2KR']) {
-    urls.set(name, await storeFile(srv, fs.readFileSync(corpusFile(name))));
-  }
-});
-afterAll(async () => { await srv?.stop(); });
+beforeAll(() => { fs.mkdirSync(OUT, { recursive: true }); });
 
 async function get(name: string, query: string, headers: Record<string, string> = {}) {
-  let req = request(srv.app).get(`${urls.get(name)}/rendered?accept=image/png${query ? `&${query}` : ''}`);
+  let req = request(stored.srv.app).get(`${urls.get(name)}/rendered?accept=image/png${query ? `&${query}` : ''}`);
   for (const [k, v] of Object.entries(headers)) req = req.set(k, v);
   return req.buffer(true).parse(binaryParser);
 }
@@ -141,7 +134,7 @@ describe('annotation over HTTP', () => {
 
   test('the annotation text comes from the metadata and shows the window actually applied', async () => {
     const md = async (name: string) => {
-      const res = await request(srv.app).get(`${urls.get(name)}/metadata`);
+      const res = await request(stored.srv.app).get(`${urls.get(name)}/metadata`);
       return (res.body as JsonDataset[])[0];
     };
     // CT_small has no window: the automatic min-max one is shown, and it is the one applied

@@ -30,7 +30,7 @@ import { parseDicom } from '../dicom/parse';
 import { locateFrames } from '../dicom/frames';
 import { decodeFrame, initCodecs } from '../render/codecs';
 import { decodePng } from './helpers/png-compare';
-import { startServer, TestServer, storeFile, binaryParser } from './helpers/server';
+import { serverWithFiles, binaryParser } from './helpers/server';
 import type { DecodedFrame, ImageDescription, RenderedImage } from '../render/types';
 
 const FIXTURES = path.join(process.cwd(), 'test/fixtures/overlay-bits');
@@ -162,18 +162,11 @@ describe('embedded overlays render exactly as DCMTK renders them', () => {
 });
 
 describe('through the HTTP API', () => {
-  let srv: TestServer;
-  const urls = new Map<string, string>();
-  beforeAll(async () => {
-    srv = await startServer();
-    for (const name of names) {
-      urls.set(name, await storeFile(srv, fs.readFileSync(path.join(FIXTURES, `${name}.dcm`))));
-    }
-  });
-  afterAll(async () => { await srv?.stop(); });
+  const stored = serverWithFiles(Object.fromEntries(names.map((n) => [n, path.join(FIXTURES, `${n}.dcm`)])));
+  const { urls } = stored;
 
   const get = async (url: string) => {
-    const res = await request(srv.app).get(url).buffer(true).parse(binaryParser);
+    const res = await request(stored.srv.app).get(url).buffer(true).parse(binaryParser);
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('image/png');
     return decodePng(res.body);

@@ -24,7 +24,7 @@ import { parseDicom } from '../dicom/parse';
 import { locateFrames } from '../dicom/frames';
 import { decodeFrame, initCodecs } from '../render/codecs';
 import { decodePng } from './helpers/png-compare';
-import { startServer, TestServer, storeFile, binaryParser } from './helpers/server';
+import { serverWithFiles, binaryParser } from './helpers/server';
 import type { JsonDataset } from '../dicom/json';
 
 const FIXTURES = path.join(process.cwd(), 'test/fixtures/palette');
@@ -157,18 +157,11 @@ describe('segmented palettes render exactly as DCMTK renders the expanded palett
   });
 
   describe('through the HTTP API', () => {
-    let srv: TestServer;
-    const urls = new Map<string, string>();
-    beforeAll(async () => {
-      srv = await startServer();
-      for (const name of names) {
-        urls.set(name, await storeFile(srv, fs.readFileSync(path.join(FIXTURES, `${name}.dcm`))));
-      }
-    });
-    afterAll(async () => { await srv?.stop(); });
+    const stored = serverWithFiles(Object.fromEntries(names.map((n) => [n, path.join(FIXTURES, `${n}.dcm`)])));
+    const { urls } = stored;
 
     test.each(names)('%s: frames/1/rendered', async (name) => {
-      const res = await request(srv.app).get(`${urls.get(name)}/frames/1/rendered?accept=image/png`).buffer(true).parse(binaryParser);
+      const res = await request(stored.srv.app).get(`${urls.get(name)}/frames/1/rendered?accept=image/png`).buffer(true).parse(binaryParser);
       expect(res.status).toBe(200);
       expect(res.headers['content-type']).toBe('image/png');
       const ours = decodePng(res.body);

@@ -4,21 +4,14 @@
  */
 import * as fs from 'fs';
 import request from 'supertest';
-import { startServer, TestServer, corpusFile, storeFile, binaryParser, parseMultipartResponse } from './helpers/server';
+import { serverWithFiles, corpusFile, binaryParser, parseMultipartResponse } from './helpers/server';
 import { decodePng } from './helpers/png-compare';
 
-let srv: TestServer;
-const urls = new Map<string, string>();
-beforeAll(async () => {
-  srv = await startServer();
-  for (const name of ['CT_small', 'emri_small', 'SC_rgb', 'MR-SIEMENS-DICOM-WithOverlays', 'rtplan']) {
-    urls.set(name, await storeFile(srv, fs.readFileSync(corpusFile(name))));
-  }
-});
-afterAll(async () => { await srv.stop(); });
+const stored = serverWithFiles(Object.fromEntries(['CT_small', 'emri_small', 'SC_rgb', 'MR-SIEMENS-DICOM-WithOverlays', 'rtplan'].map((n) => [n, corpusFile(n)])));
+const { urls } = stored;
 
 const get = (path: string, accept?: string) => {
-  const r = request(srv.app).get(path).buffer(true).parse(binaryParser);
+  const r = request(stored.srv.app).get(path).buffer(true).parse(binaryParser);
   return accept ? r.set('Accept', accept) : r;
 };
 
@@ -111,7 +104,7 @@ test('strong ETag, long-lived Cache-Control, 304 on If-None-Match; parameters ch
   const a = await get(`${ct}/frames/1/rendered?accept=image/png`);
   expect(a.headers.etag).toMatch(/^"[^"]+"$/);
   expect(a.headers['cache-control']).toMatch(/max-age=31536000/);
-  const again = await request(srv.app).get(`${ct}/frames/1/rendered?accept=image/png`).set('If-None-Match', a.headers.etag);
+  const again = await request(stored.srv.app).get(`${ct}/frames/1/rendered?accept=image/png`).set('If-None-Match', a.headers.etag);
   expect(again.status).toBe(304);
   const other = await get(`${ct}/frames/1/rendered?accept=image/png&window=1,2`);
   expect(other.headers.etag).not.toBe(a.headers.etag);
@@ -123,11 +116,11 @@ test('bad parameters are 400 with a reason; non-images 406; missing frames 404',
   const ct = urls.get('CT_small')!;
   for (const q of ['window=40', 'window=a,b', 'window=40,0', 'window=40,400,cubic', 'viewport=0,10', 'viewport=10', 'viewport=99999,10',
     'viewport=10,10,1,2', 'quality=0', 'quality=101', 'quality=x', 'annotation=everything', 'bogus=1', 'overlays=maybe', 'overlaycolor=red']) {
-    const r = await request(srv.app).get(`${ct}/frames/1/rendered?${q}`);
+    const r = await request(stored.srv.app).get(`${ct}/frames/1/rendered?${q}`);
     expect([q, r.status]).toEqual([q, 400]);
     expect(typeof r.body.error).toBe('string');
   }
-  expect((await request(srv.app).get(`${ct}/frames/2/rendered`)).status).toBe(404);
-  expect((await request(srv.app).get(`${ct}/frames/0/rendered`)).status).toBe(400);
-  expect((await request(srv.app).get(`${urls.get('rtplan')}/rendered`)).status).toBe(406);
+  expect((await request(stored.srv.app).get(`${ct}/frames/2/rendered`)).status).toBe(404);
+  expect((await request(stored.srv.app).get(`${ct}/frames/0/rendered`)).status).toBe(400);
+  expect((await request(stored.srv.app).get(`${urls.get('rtplan')}/rendered`)).status).toBe(406);
 });

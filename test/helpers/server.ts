@@ -60,6 +60,21 @@ export async function storeFile(srv: Pick<TestServer, 'app'>, file: Buffer, ok: 
   return res.body['00081199'].Value[0]['00081190'].Value[0].replace(/^https?:\/\/[^/]+/, '');
 }
 
+/**
+ * For a test file or describe block: a server started before its tests and stopped after them, holding
+ * `files` (name -> path), each stored by STOW-RS; `urls` maps each name to its instance's URL path.
+ */
+export function serverWithFiles(files: Record<string, string>): { readonly srv: TestServer; urls: Map<string, string> } {
+  const urls = new Map<string, string>();
+  let srv: TestServer | undefined;
+  beforeAll(async () => {
+    srv = await startServer();
+    for (const [name, file] of Object.entries(files)) urls.set(name, await storeFile(srv, fs.readFileSync(file)));
+  });
+  afterAll(async () => { await srv?.stop(); });
+  return { get srv() { if (!srv) throw new Error('the server has not started'); return srv; }, urls };
+}
+
 export interface Part { headers: Record<string, string>; body: Buffer }
 
 /** Splits a multipart/related response body into its parts. */
