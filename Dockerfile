@@ -12,12 +12,15 @@ COPY dicom dicom
 COPY bench bench
 COPY conformance conformance
 COPY test test
-RUN npx tsc -p . && npm prune --omit=dev
+COPY scripts scripts
+RUN REQUIRE_NATIVE=1 node scripts/build-native.js && npx tsc -p . && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 WORKDIR /app
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
+# the rendering library's C addon (lookup and PNG encoder; render/native.ts)
+COPY --from=build /app/render/native/build/Release/fastpng.node render/native/build/Release/fastpng.node
 COPY package.json ./
 ENV PORT=8042 DATA_DIR=/data HOST=0.0.0.0
 # glibc malloc: one arena, and buffers of 512 KB and more returned to the system when freed; a small young

@@ -12,6 +12,7 @@ import { RenderError } from './errors';
 import { initCodecs } from './codecs';
 import { dcmjsCodecsLibrary, dcmjsCodecsFailed } from './codecs/wasm';
 import type { RenderedImage } from './types';
+import { fastPng } from './native';
 
 export type RenderedMediaType = 'image/png' | 'image/jpeg' | 'image/gif';
 
@@ -54,7 +55,16 @@ function scratch(bytes: number): Buffer {
   return rawScratch.subarray(0, bytes);
 }
 
+/**
+ * The PNG of an 8-bit grey or RGB image: the C addon when it is built (render/native.ts; the same image, a
+ * stream it writes itself, 2-3x faster), else the JavaScript writer below.
+ */
 export function encodePng(img: RenderedImage): Buffer {
+  if (fastPng) return fastPng.encodePng(img.data, img.width, img.height, img.channels as 1 | 3);
+  return encodePngJs(img);
+}
+
+export function encodePngJs(img: RenderedImage): Buffer {
   const { width, height, channels, data } = img;
   const stride = width * channels;
   const raw = scratch((stride + 1) * height);

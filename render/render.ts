@@ -13,6 +13,7 @@ import { applyPalette, colourTo8, paletteTable } from './colour';
 import { burnOverlays, type PixelWords } from './overlay';
 import { LITTLE_ENDIAN_HOST, unpackSamples } from './codecs/samples';
 import { applyViewport, planViewport } from './viewport';
+import { fastPng } from './native';
 import type {
   DecodedFrame, ImageDescription, ModalityLutDescription, RenderedImage, RenderOptions, VoiDescription, VoiLutFunction,
 } from './types';
@@ -236,7 +237,8 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
       const evicted = pkey ? tableCache.set(pkey, pattern) : undefined;
       spareTable = evicted ?? (pattern === reuse ? undefined : reuse);
     }
-    if (view.bits === 16) lookup16(view.words as Uint16Array, pattern, out, count);
+    if (fastPng) fastPng.lookup(view.words, pattern, out, count);
+    else if (view.bits === 16) lookup16(view.words as Uint16Array, pattern, out, count);
     else lookup8(view.words as Uint8Array, pattern, out, count);
     return out;
   }

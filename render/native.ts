@@ -1,0 +1,34 @@
+/**
+ * The rendering library's optional C addon (render/native/fastpng.c, built by scripts/build-native.js): the grey
+ * table lookup and a PNG encoder that writes zlib's Z_RLE kind of stream itself, 2-3x faster than zlib plus our
+ * JavaScript filter. Absent (no compiler where it was installed) or turned off with RENDER_NATIVE=0, the
+ * JavaScript path renders the same images.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+export interface FastPng {
+  /** A PNG of an 8-bit grey (1) or RGB (3) image, every row filtered with "up", one IDAT. */
+  encodePng(data: Uint8Array, width: number, height: number, channels: 1 | 3): Buffer;
+  /** out[i] = table[words[i]] for i < count; the table has 256 (Uint8Array words) or 65536 (Uint16Array) entries. */
+  lookup(words: Uint8Array | Uint16Array, table: Uint8Array, out: Uint8Array, count: number): void;
+}
+
+const ADDON = path.join('render', 'native', 'build', 'Release', 'fastpng.node');
+
+function load(): FastPng | undefined {
+  if (process.env.RENDER_NATIVE === '0') return undefined;
+  // From dist/render (or any build folder below the project root) up to the project root.
+  for (let dir = __dirname, i = 0; i < 5; i++, dir = path.dirname(dir)) {
+    const file = path.join(dir, ADDON);
+    if (!fs.existsSync(file)) continue;
+    try {
+      return require(file) as FastPng;
+    } catch {
+      return undefined; // built for another Node ABI or platform: the JavaScript path
+    }
+  }
+  return undefined;
+}
+
+export const fastPng: FastPng | undefined = load();

@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "fastpng",
+      "sources": ["fastpng.c"],
+      "cflags": ["-O3", "-Wall", "-Wextra"],
+      "cflags!": ["-O2"],
+      "xcode_settings": { "OTHER_CFLAGS": ["-O3"] }
+    }
+  ]
+}
