@@ -55,10 +55,15 @@ export function fuzzyName(pn: string | undefined): string {
   return pn.normalize('NFD').replace(/[\u0300-\u036f]/g, '').toUpperCase().replace(/[\^=,]+/g, ' ').replace(/\s+/g, ' ').trim();
 }
 
-function first(ds: JsonDataset, tag: string): any {
-  const v = ds[tag]?.Value?.[0];
-  if (v && typeof v === 'object' && 'Alphabetic' in (v as any)) return (v as any).Alphabetic;
-  return v ?? null;
+/**
+ * The first value of an indexed attribute as text. A file may carry a wrong VR (PatientName as FD, say): a number
+ * becomes its text, and anything else that is not text (a person name without an alphabetic group) is no value.
+ */
+function first(ds: JsonDataset, tag: string): string | null {
+  let v = ds[tag]?.Value?.[0];
+  if (v && typeof v === 'object' && 'Alphabetic' in (v as any)) v = (v as any).Alphabetic;
+  if (typeof v === 'number' || typeof v === 'bigint') return String(v);
+  return typeof v === 'string' ? v : null;
 }
 
 function multi(ds: JsonDataset, tag: string): string | null {

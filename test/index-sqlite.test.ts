@@ -62,3 +62,23 @@ test('each insert keeps study and series counts, modalities and SOP classes equa
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('indexed attributes with a wrong VR (a person name stored as FD, a name without an alphabetic group) index as text or as no value', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'index-vr-'));
+  const index = new SqliteIndex(dir);
+  try {
+    const r = record('1.2.3', '1.2.3.1', '1.2.3.1.1', 'CT', '1.2.840.10008.5.1.4.1.1.2');
+    r.studyAttrs = {
+      ...r.studyAttrs,
+      '00100010': { vr: 'FD', Value: [12.5] } as any, // PatientName
+      '00080090': { vr: 'PN', Value: [{ Ideographic: '山田' }] } as any, // ReferringPhysicianName
+      '00100020': { vr: 'LO', Value: [{ nested: true }] } as any, // PatientID
+    };
+    expect(index.insert(r)).toBe('stored');
+    expect(index.db.prepare('SELECT patient_name, patient_name_fuzzy, referring_physician_name, patient_id FROM studies').get())
+      .toEqual({ patient_name: '12.5', patient_name_fuzzy: '12.5', referring_physician_name: null, patient_id: null });
+  } finally {
+    index.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
