@@ -456,6 +456,7 @@ int main(int argc, char **argv) {
 /* Node-API                                                                                          */
 
 #include <node_api.h>
+#include <pthread.h>
 
 static napi_value fail(napi_env env, const char *msg) {
   napi_throw_error(env, "FASTPNG", msg);
@@ -487,7 +488,7 @@ static napi_value js_encode_png(napi_env env, napi_callback_info info) {
   if (!n) return fail(env, "out of memory");
   napi_value result; void *copy;
   if (napi_create_buffer_copy(env, n, png, &copy, &result) != napi_ok) return fail(env, "out of memory");
-  if (n > (size_t)64 << 20) { free(out_scratch); out_scratch = NULL; out_cap = 0; } /* a huge image: not kept */
+  if (out_cap > (size_t)16 << 20) { free(out_scratch); out_scratch = NULL; out_cap = 0; } /* a big image's room: not kept */
   return result;
 }
 
@@ -511,8 +512,8 @@ static napi_value js_lookup(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  static int ready;
-  if (!ready) { init_tables(); ready = 1; } /* the same constants in every thread: a race writes equal values */
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, init_tables); /* shared constants, made by the first thread to load the addon */
   napi_property_descriptor props[] = {
     { "encodePng", NULL, js_encode_png, NULL, NULL, NULL, napi_enumerable, NULL },
     { "lookup", NULL, js_lookup, NULL, NULL, NULL, napi_enumerable, NULL },
