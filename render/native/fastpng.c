@@ -171,6 +171,7 @@ typedef struct {
   uint16_t tokens[BLOCK_TOKENS];
   int ntok;
   uint32_t freq[TOKENS];
+  uint32_t freq2[256]; /* literals counted in pairs go half here: two counters of one value do not wait on each other */
 } Block;
 
 static const uint8_t CL_ORDER[CL_CODES] = { 16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15 };
@@ -179,7 +180,7 @@ static void write_block(Bits *w, Block *b, int final) {
   uint32_t lit_freq[LIT_CODES];
   uint8_t lit_len[LIT_CODES], cl_len[CL_CODES];
   uint16_t lit_code[LIT_CODES], cl_code[CL_CODES];
-  memcpy(lit_freq, b->freq, 256 * sizeof lit_freq[0]);
+  for (int v = 0; v < 256; v++) lit_freq[v] = b->freq[v] + b->freq2[v];
   memset(lit_freq + 256, 0, (LIT_CODES - 256) * sizeof lit_freq[0]);
   for (int len = 3; len <= 258; len++) lit_freq[len_sym[len]] += b->freq[256 + len - 3];
   lit_freq[256] = 1; /* end of block */
@@ -259,6 +260,7 @@ static void write_block(Bits *w, Block *b, int final) {
   put_bits(w, lit_code[256], lit_len[256]);
   b->ntok = 0;
   memset(b->freq, 0, sizeof b->freq);
+  memset(b->freq2, 0, sizeof b->freq2);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -294,7 +296,7 @@ static void filter_up(uint8_t *restrict f, const uint8_t *restrict cur, const ui
 }
 
 /* Adler-32 (RFC 1950 8.2), reduced at most every 5552 bytes; SSE2 on x86-64, 16 bytes a step. */
-#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__SSE2__)
 #include <emmintrin.h>
 static uint32_t hsum32(__m128i v) {
   v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
@@ -307,7 +309,7 @@ static void adler_update(uint32_t *pa, uint32_t *pb, const uint8_t *p, size_t n)
   while (n > 0) {
     size_t m = n < 5552 ? n : 5552;
     n -= m;
-#if defined(__x86_64__) || defined(_M_X64)
+#if defined(__SSE2__)
     size_t pieces = m / 16;
     if (pieces) {
       const __m128i zero = _mm_setzero_si128();
@@ -342,6 +344,9 @@ static size_t png_zlib_stream(const uint8_t *px, uint32_t width, uint32_t height
   Block *blk = block_scratch;
   blk->ntok = 0;
   memset(blk->freq, 0, sizeof blk->freq);
+  memset(blk->freq2, 0, sizeof blk->freq2);
+  uint32_t *freq2 = blk->freq2;
+  (void)freq2;
   Bits w = { out, 0, 0, 0 };
   put_bits(&w, 0x78, 8); put_bits(&w, 0x01, 8); /* CMF: deflate, 32K window; FLG: fastest, check bits */
   uint32_t a = 1, s2 = 0;
@@ -353,7 +358,36 @@ static size_t png_zlib_stream(const uint8_t *px, uint32_t width, uint32_t height
     filter_up(f, cur, y ? cur - stride : NULL, stride);
     adler_update(&a, &s2, f, n);
     for (size_t i = y ? 0 : 1; i < n;) {
-      if (blk->ntok > BLOCK_TOKENS - 16) write_block(&w, blk, 0);
+      if (blk->ntok > BLOCK_TOKENS - 32) write_block(&w, blk, 0);
+#if defined(__SSE2__)
+      if (i > 0 && i + 16 <= n) {
+        /* Sixteen bytes against the byte before each: bit k of `same` says f[i + k] repeats f[i + k - 1]. */
+        __m128i x = _mm_loadu_si128((const __m128i *)(f + i));
+        if (run == 0) {
+          unsigned same = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_loadu_si128((const __m128i *)(f + i - 1))));
+          if (same == 0) { /* sixteen literals (the usual case in noise) */
+            uint16_t *t = blk->tokens + blk->ntok;
+            _mm_storeu_si128((__m128i *)t, _mm_unpacklo_epi8(x, _mm_setzero_si128()));
+            _mm_storeu_si128((__m128i *)(t + 8), _mm_unpackhi_epi8(x, _mm_setzero_si128()));
+            blk->ntok += 16;
+            for (int k = 0; k < 16; k += 2) { blk->freq[f[i + k]]++; freq2[f[i + k + 1]]++; }
+            last = f[i + 15];
+            i += 16;
+            continue;
+          }
+          int k = __builtin_ctz(same); /* literals up to the first repeat, which the byte loop below takes */
+          for (int j = 0; j < k; j++) EMIT(f[i + j]);
+          if (k) { last = f[i + k - 1]; i += (size_t)k; }
+        } else if (run <= 258 - 16) {
+          /* Inside a run (flat background): as many more of the same byte as there are, up to sixteen. */
+          unsigned same = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8((char)last)));
+          int k = same == 0xffff ? 16 : __builtin_ctz(~same);
+          run += k; i += (size_t)k;
+          if (k == 16) continue;
+        }
+        if (i >= n) continue;
+      }
+#else
       if (run > 0 && run <= 250 && i + 8 <= n) {
         /* Inside a run (flat background): eight more of the same byte at a time. */
         uint64_t x;
@@ -371,6 +405,7 @@ static size_t png_zlib_stream(const uint8_t *px, uint32_t width, uint32_t height
           continue;
         }
       }
+#endif
       int v = f[i++];
       if (v == last && run < 258) { run++; continue; }
       FLUSH_RUN();
