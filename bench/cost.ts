@@ -23,11 +23,28 @@ function cpuMs(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
+/** CPU time of each thread of a process so far, in ms, by thread id (with its name: the main thread is the one whose id is the pid). */
+function threadCpuMs(pid: number): Map<string, { name: string; ms: number }> {
+  const out = new Map<string, { name: string; ms: number }>();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const raw = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')'));
+      const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
+      out.set(tid, { name: Number(tid) === pid ? 'main' : name, ms: (Number(f[11]) + Number(f[12])) * 10 });
+    } catch { /* the thread ended */ }
+  }
+  return out;
+}
+
 async function measure(srvPid: number, n: number, run: () => Promise<number>): Promise<string> {
-  const s0 = cpuMs(srvPid); const c0 = process.cpuUsage();
+  const s0 = cpuMs(srvPid); const t0 = threadCpuMs(srvPid); const c0 = process.cpuUsage();
   const secs = await run();
   const server = (cpuMs(srvPid) - s0) / n; const cu = process.cpuUsage(c0); const client = (cu.user + cu.system) / 1e3 / n;
-  return `${(n / secs).toFixed(0)}/s; server CPU ${server.toFixed(2)} ms, client CPU ${client.toFixed(2)} ms each; 2-core ceiling ${(2000 / (server + client)).toFixed(0)}/s`;
+  // Per thread (ms per request), the busiest first: the main thread, render workers, libuv's pool, V8's helpers.
+  const threads = [...threadCpuMs(srvPid)].map(([tid, t]) => ({ tid, name: t.name, ms: (t.ms - (t0.get(tid)?.ms ?? 0)) / n }))
+    .filter((t) => t.ms >= 0.01).sort((a, b) => b.ms - a.ms).slice(0, 6).map((t) => `${t.name}:${t.tid === String(srvPid) ? '' : t.tid + ' '}${t.ms.toFixed(2)}`.replace('main:', 'main '));
+  return `${(n / secs).toFixed(0)}/s; server CPU ${server.toFixed(2)} ms, client CPU ${client.toFixed(2)} ms each; 2-core ceiling ${(2000 / (server + client)).toFixed(0)}/s; by thread (ms): ${threads.join(', ')}`;
 }
 
 async function main() {

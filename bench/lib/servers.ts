@@ -78,6 +78,7 @@ export async function startOurs(repoBuild: string, dataDir: string, opts: { node
     let out = '';
     const t = setTimeout(() => reject(new Error(`our server did not start within 30 s: ${err}`)), 30_000);
     c.stdout!.on('data', (d) => {
+      if (process.env.SHOW_STDOUT) process.stdout.write(d);
       out += d;
       const m = /ready on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
       if (m) { clearTimeout(t); resolve(Number(m[1])); }
