@@ -1,7 +1,8 @@
 /**
  * Encoding rendered pixels into the PS3.18 8.7.4 rendered media types.
- * - image/png: pngjs, 8-bit; grey stays colour type 0, colour is type 2; lossless always. The filter type
- *   and deflate level were chosen by measurement (bench/render.ts): see PNG_SETTINGS.
+ * - image/png: 8-bit; grey stays colour type 0, colour is type 2; lossless always; the "up" filter on every row.
+ *   Written by the C addon (render/native.ts) when it is built, else by encodePngJs on zlib with PNG_SETTINGS,
+ *   chosen by measurement (bench/render.ts).
  * - image/jpeg: libjpeg-turbo's encoder in dcmjs-codecs (see encodeJpeg); quality 1..100, default 90.
  *   Needs initRender() once.
  * - image/gif: not produced (optional in PS3.18; colour would need quantisation): UNSUPPORTED_MEDIA_TYPE.
