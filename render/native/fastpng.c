@@ -167,6 +167,8 @@ static void flush_bits(Bits *w) {
  * freq counts tokens, not symbols: the 256 run tokens fold into the 29 length symbols when the block is written.
  */
 #define TOKENS 512
+#define EOB_TOKEN 512 /* end of block, and a bit string of none: appended by write_block only */
+#define PAD_TOKEN 513
 typedef struct {
   uint16_t tokens[BLOCK_TOKENS];
   int ntok;
@@ -233,14 +235,16 @@ static void write_block(Bits *w, Block *b, int final) {
     else if (s == 18) put_bits(w, cl_extra[i], 7);
   }
   /* Each token's whole bit string: a literal's code, or a length code, its extra bits and distance code 0. */
-  uint32_t tcode[TOKENS];
-  uint8_t tlen[TOKENS];
+  uint32_t tcode[TOKENS + 2];
+  uint8_t tlen[TOKENS + 2];
   for (int t = 0; t < 256; t++) { tcode[t] = lit_code[t]; tlen[t] = lit_len[t]; }
   for (int len = 3; len <= 258; len++) {
     int s = len_sym[len], t = 256 + len - 3;
     tcode[t] = lit_code[s] | (uint32_t)len_xval[len] << lit_len[s]; /* then a 0 bit: distance code 0 */
     tlen[t] = (uint8_t)(lit_len[s] + len_xbits[len] + 1);
   }
+  tcode[EOB_TOKEN] = lit_code[256]; tlen[EOB_TOKEN] = lit_len[256];
+  tcode[PAD_TOKEN] = 0; tlen[PAD_TOKEN] = 0;
   /*
    * Two tokens a step: at most 2 x 21 bits, and fewer than 8 pending, fit the 64-bit accumulator; one unaligned
    * 8-byte store a step, no branch. Joining the pair's codes is off the chain of dependent shifts through
@@ -250,9 +254,13 @@ static void write_block(Bits *w, Block *b, int final) {
   uint64_t bits = w->bits;
   unsigned n = (unsigned)w->n;
   uint8_t *o = w->out + w->pos;
-  const uint16_t *tok = b->tokens;
-  int i = 0;
-  for (int nt = b->ntok; i + 1 < nt; i += 2) {
+  /* The block ends with its end-of-block code, and an even count (a pad of no bits): every step takes a pair.
+     The tokenizer leaves the block at least 14 tokens of room (BLOCK_TOKENS - 32 plus one step's at most 18). */
+  uint16_t *tok = b->tokens;
+  int nt = b->ntok;
+  tok[nt++] = EOB_TOKEN;
+  if (nt & 1) tok[nt++] = PAD_TOKEN;
+  for (int i = 0; i < nt; i += 2) {
     uint32_t t0 = tok[i], t1 = tok[i + 1];
     uint64_t code = tcode[t0] | (uint64_t)tcode[t1] << tlen[t0];
     bits |= code << n;
@@ -262,17 +270,7 @@ static void write_block(Bits *w, Block *b, int final) {
     bits >>= n & ~7u;
     n &= 7;
   }
-  if (i < b->ntok) {
-    uint32_t t = tok[i];
-    bits |= (uint64_t)tcode[t] << n;
-    n += tlen[t];
-    memcpy(o, &bits, 8);
-    o += n >> 3;
-    bits >>= n & ~7u;
-    n &= 7;
-  }
   w->bits = bits; w->n = (int)n; w->pos = (size_t)(o - w->out);
-  put_bits(w, lit_code[256], lit_len[256]);
   b->ntok = 0;
   memset(b->freq, 0, sizeof b->freq);
   memset(b->freq2, 0, sizeof b->freq2);
@@ -295,7 +293,7 @@ static int reserve(uint8_t **p, size_t *cap, size_t need) {
   return 1;
 }
 
-/* The largest output of zlib_stream for `n` input bytes: 15 bits a literal, a block header per block. */
+/* The largest output of png_zlib_stream for `n` input bytes: 15 bits a literal, a block header per block. */
 static size_t zlib_bound(size_t n) { return 2 * n + (n / BLOCK_TOKENS + 2) * 320 + 16; } /* + 8-byte stores' overrun */
 
 /* Tokens and counts go through locals (toks, nt, freq): a count stored through the block would make the compiler
