@@ -17,21 +17,23 @@ import { MR_SPEC, ctStowBatches, mrPixels, part10, uid } from './lib/dicom-synth
 const BUILD = path.resolve(__dirname, '..');
 const ROOT = repoRoot(BUILD);
 
-/** CPU time of a process so far, in ms (utime + stime, clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
+/** A /proc stat file's command name and CPU time so far, in ms (utime + stime, clock ticks of 10 ms). */
+function readStat(file: string): { name: string; ms: number } {
+  const raw = fs.readFileSync(file, 'utf8');
+  const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
+  return { name: raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')), ms: (Number(f[11]) + Number(f[12])) * 10 };
 }
 
-/** CPU time of each thread of a process so far, in ms, by thread id (with its name: the main thread is the one whose id is the pid). */
+/** CPU time of a process so far, in ms (its ended threads included). */
+const cpuMs = (pid: number) => readStat(`/proc/${pid}/stat`).ms;
+
+/** CPU time of each live thread of a process so far, in ms, by thread id; the main thread (id = pid) is named 'main'. */
 function threadCpuMs(pid: number): Map<string, { name: string; ms: number }> {
   const out = new Map<string, { name: string; ms: number }>();
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
     try {
-      const raw = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')'));
-      const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
-      out.set(tid, { name: Number(tid) === pid ? 'main' : name, ms: (Number(f[11]) + Number(f[12])) * 10 });
+      const t = readStat(`/proc/${pid}/task/${tid}/stat`);
+      out.set(tid, Number(tid) === pid ? { ...t, name: 'main' } : t);
     } catch { /* the thread ended */ }
   }
   return out;
@@ -43,7 +45,7 @@ async function measure(srvPid: number, n: number, run: () => Promise<number>): P
   const server = (cpuMs(srvPid) - s0) / n; const cu = process.cpuUsage(c0); const client = (cu.user + cu.system) / 1e3 / n;
   // Per thread (ms per request), the busiest first: the main thread, render workers, libuv's pool, V8's helpers.
   const threads = [...threadCpuMs(srvPid)].map(([tid, t]) => ({ tid, name: t.name, ms: (t.ms - (t0.get(tid)?.ms ?? 0)) / n }))
-    .filter((t) => t.ms >= 0.01).sort((a, b) => b.ms - a.ms).slice(0, 6).map((t) => `${t.name}:${t.tid === String(srvPid) ? '' : t.tid + ' '}${t.ms.toFixed(2)}`.replace('main:', 'main '));
+    .filter((t) => t.ms >= 0.01).sort((a, b) => b.ms - a.ms).slice(0, 6).map((t) => `${t.name === 'main' ? 'main' : `${t.name}:${t.tid}`} ${t.ms.toFixed(2)}`);
   return `${(n / secs).toFixed(0)}/s; server CPU ${server.toFixed(2)} ms, client CPU ${client.toFixed(2)} ms each; 2-core ceiling ${(2000 / (server + client)).toFixed(0)}/s; by thread (ms): ${threads.join(', ')}`;
 }
 
