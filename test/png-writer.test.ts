@@ -60,6 +60,24 @@ native('C addon PNG encoder', () => {
     expectDecodesTo(enc(ramps, w, h, 1), w, h, 1, ramps);
   });
 
+  test('short repeats (windowed CT): runs of 1 to 6 and longer, starting at every offset of a 16-byte step', () => {
+    // The SSE2 tokenizer takes sixteen bytes as literals unless a run of three repeats starts among them;
+    // shorter repeats stay literals. Segments of every length up to 6, then 17 and 40, at every alignment.
+    for (const w of [512, 100, 19, 18, 17]) {
+      const h = 40;
+      const data = new Uint8Array(w * h);
+      const lens = [1, 2, 3, 4, 5, 6, 1, 1, 2, 17, 3, 40, 2, 4];
+      let v = 0, i = 0, k = 0;
+      while (i < data.length) {
+        const len = lens[k % lens.length] + (k % 16 === 15 ? 1 : 0); // shift the pattern against the 16-byte steps
+        v = (v + 1 + (k % 3)) % 7; // a small alphabet, as residuals of a smooth image are
+        data.fill(v, i, i + len);
+        i += len; k++;
+      }
+      expectDecodesTo(enc(data, w, h, 1), w, h, 1, data);
+    }
+  });
+
   test('a 2048x2048 CT-like image (many blocks): decodes, and is no larger than zlib Z_RLE level 3 by more than 2%', () => {
     const w = 2048, h = 2048;
     const data = new Uint8Array(w * h);

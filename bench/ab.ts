@@ -1,0 +1,81 @@
+/**
+ * Two builds or settings of our server side by side, on the same rendered-frame load in alternating blocks, so
+ * that the machine's noise falls on both alike: requests/s and server CPU per request (from /proc schedstat, in
+ * ns, rather than the 10 ms ticks of /proc stat), medians over the blocks.
+ *
+ *   A="ENV=1 ..." B="ENV=2 ..." node .out/x/bench/ab.js [ct|mr] [blocks=16] [per block=300] [C=8]
+ *   A_BUILD / B_BUILD: another build's root (a folder holding server/main.js), default this one.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Client, concurrent, storeAll, timedGet } from './lib/http';
+import { startOurs, tempDir, repoRoot, Running } from './lib/servers';
+import { median } from './lib/stats';
+import { MR_SPEC, mrPixels, part10, uid } from './lib/dicom-synth';
+
+const BUILD = path.resolve(__dirname, '..');
+const ROOT = repoRoot(BUILD);
+
+/** CPU time of all live threads of a process, in ms (schedstat: ns on CPU). */
+function cpuMs(pid: number): number {
+  let ns = 0;
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    try { ns += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]); } catch { /* ended */ }
+  }
+  return ns / 1e6;
+}
+
+function parseEnv(s: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of (s ?? '').split(/\s+/).filter(Boolean)) { const i = kv.indexOf('='); out[kv.slice(0, i)] = kv.slice(i + 1); }
+  return out;
+}
+
+async function start(label: string): Promise<Running> {
+  const env = parseEnv(process.env[label]);
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    return await startOurs(process.env[`${label}_BUILD`] ?? BUILD, tempDir(`bench-ab-${label}-`));
+  } finally {
+    for (const k of Object.keys(env)) { if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k]; }
+  }
+}
+
+async function main() {
+  const [which = 'ct', blocksArg = '16', perArg = '300', concArg = '8'] = process.argv.slice(2);
+  const blocks = Number(blocksArg); const per = Number(perArg); const conc = Number(concArg);
+  const file = which === 'ct' ? fs.readFileSync(path.join(ROOT, 'test/fixtures/corpus/dicom/693_UNCR.dcm'))
+    : part10(MR_SPEC, { study: uid(), series: uid(), sop: uid(), patientID: 'AB' }, mrPixels());
+  const win = which === 'ct' ? [40, 400] : [1700, 3000];
+  const servers = { A: await start('A'), B: await start('B') };
+  const png = { Accept: 'image/png' };
+  const res: Record<string, { rps: number[]; cpu: number[] }> = { A: { rps: [], cpu: [] }, B: { rps: [], cpu: [] } };
+  try {
+    const clients = { A: new Client(servers.A.base), B: new Client(servers.B.base) };
+    const paths: Record<string, string> = {};
+    for (const k of ['A', 'B'] as const) [paths[k]] = await storeAll(clients[k], [file]);
+    // The same windows for both, as bench/run.ts chooses them: centres over a fixed range, each URL new.
+    let serial = 0;
+    const url = (k: 'A' | 'B', i: number) => `${paths[k]}/frames/1/rendered?window=${win[0] + (i % 600) * 0.5 + i / 1e5},${win[1]},linear`;
+    for (const k of ['A', 'B'] as const) await concurrent(100, conc, (i) => timedGet(clients[k], url(k, 1e6 + i), png));
+    for (let b = 0; b < blocks; b++) {
+      const base = serial; serial += per;
+      for (const k of (b % 2 ? ['B', 'A'] : ['A', 'B']) as Array<'A' | 'B'>) {
+        const c0 = cpuMs(servers[k].pid);
+        const secs = await concurrent(per, conc, (i) => timedGet(clients[k], url(k, base + i), png));
+        res[k].rps.push(per / secs); res[k].cpu.push((cpuMs(servers[k].pid) - c0) / per);
+      }
+    }
+    for (const k of ['A', 'B'] as const) clients[k].close();
+  } finally {
+    await servers.A.stop(); await servers.B.stop();
+  }
+  for (const k of ['A', 'B'] as const) {
+    console.log(`${k} (${process.env[k] ?? ''}${process.env[`${k}_BUILD`] ? ` build ${process.env[`${k}_BUILD`]}` : ''}): ${median(res[k].rps).toFixed(0)} req/s, server CPU ${median(res[k].cpu).toFixed(3)} ms/request (median of ${blocks} blocks)`);
+  }
+  const ratio = res.B.rps.map((r, i) => r / res.A.rps[i]);
+  console.log(`B/A throughput, median of per-block ratios: ${median(ratio).toFixed(3)}; CPU B/A ${(median(res.B.cpu) / median(res.A.cpu)).toFixed(3)}`);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
