@@ -5,6 +5,7 @@
  *
  *   A="ENV=1 ..." B="ENV=2 ..." node .out/x/bench/ab.js [ct|mr] [blocks=16] [per block=300] [C=8]
  *   A_BUILD / B_BUILD: another build's root (a folder holding server/main.js), default this one.
+ *   WARM=n: requests each server gets before the blocks (default 100; 0 shows a fresh server). VERBOSE=1: each block.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -58,13 +59,16 @@ async function main() {
     // The same windows for both, as bench/run.ts chooses them: centres over a fixed range, each URL new.
     let serial = 0;
     const url = (k: 'A' | 'B', i: number) => `${paths[k]}/frames/1/rendered?window=${win[0] + (i % 600) * 0.5 + i / 1e5},${win[1]},linear`;
-    for (const k of ['A', 'B'] as const) await concurrent(100, conc, (i) => timedGet(clients[k], url(k, 1e6 + i), png));
+    // WARM=0: no warm-up requests, so the first blocks show a fresh server.
+    const warm = Number(process.env.WARM ?? 100);
+    for (const k of ['A', 'B'] as const) if (warm) await concurrent(warm, conc, (i) => timedGet(clients[k], url(k, 1e6 + i), png));
     for (let b = 0; b < blocks; b++) {
       const base = serial; serial += per;
       for (const k of (b % 2 ? ['B', 'A'] : ['A', 'B']) as Array<'A' | 'B'>) {
         const c0 = cpuMs(servers[k].pid);
         const secs = await concurrent(per, conc, (i) => timedGet(clients[k], url(k, base + i), png));
         res[k].rps.push(per / secs); res[k].cpu.push((cpuMs(servers[k].pid) - c0) / per);
+        if (process.env.VERBOSE) console.log(`block ${b} ${k}: ${(per / secs).toFixed(0)} req/s, ${res[k].cpu[b].toFixed(3)} ms`);
       }
     }
     for (const k of ['A', 'B'] as const) clients[k].close();

@@ -71,7 +71,7 @@ async function main() {
     const [p] = await storeAll(c, [file]);
     const png = { Accept: 'image/png' };
     for (let i = 0; i < 50; i++) await timedGet(c, `${p}/frames/1/rendered?window=${win[0] - 1 - i},${win[1]},linear`, png);
-    console.log(`${which} rendered, new window each, c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, (i) => timedGet(c, `${p}/frames/1/rendered?window=${win[0] + i * 0.5},${win[1]},linear`, png)))}`);
+    console.log(`${which} rendered, new window each, c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, (i) => timedGet(c, `${p}/frames/1/rendered?window=${win[0] + (i % 600) * 0.5 + i / 1e5},${win[1]},linear`, png)))}`);
     const same = `${p}/frames/1/rendered?window=${win[0]},${win[1]},linear`;
     console.log(`${which} rendered, same URL (cache), c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, () => timedGet(c, same, png)))}`);
     console.log(`404, c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, () => timedGet(c, '/dicom-web/nothing-here', png, 404)))}`);

@@ -343,3 +343,16 @@ describe('encodeImage', () => {
     expect(() => encodeImage(grey, 'image/gif')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_MEDIA_TYPE', status: 406 }));
   });
 });
+
+describe('render worker warm-up (server/render-worker.ts)', () => {
+  test('renders its synthetic frames, then leaves no table behind to crowd out real ones', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { warmUp } = require('../server/render-worker') as typeof import('../server/render-worker');
+    tableCache.clear();
+    const made = jest.spyOn(tableCache, 'set');
+    warmUp(3);
+    expect(made.mock.calls.length).toBeGreaterThanOrEqual(6); // a table per window, signed and unsigned
+    made.mockRestore();
+    expect(tableCache.size).toBe(0);
+  });
+});
