@@ -12,7 +12,7 @@ import * as path from 'path';
 import { Client, concurrent, storeAll, timedGet } from './lib/http';
 import { startOurs, tempDir, repoRoot, Running } from './lib/servers';
 import { median } from './lib/stats';
-import { MR_SPEC, mrPixels, part10, uid } from './lib/dicom-synth';
+import { renderLoad, nthWindow } from './lib/render-load';
 
 const BUILD = path.resolve(__dirname, '..');
 const ROOT = repoRoot(BUILD);
@@ -46,9 +46,7 @@ async function start(label: string): Promise<Running> {
 async function main() {
   const [which = 'ct', blocksArg = '16', perArg = '300', concArg = '8'] = process.argv.slice(2);
   const blocks = Number(blocksArg); const per = Number(perArg); const conc = Number(concArg);
-  const file = which === 'ct' ? fs.readFileSync(path.join(ROOT, 'test/fixtures/corpus/dicom/693_UNCR.dcm'))
-    : part10(MR_SPEC, { study: uid(), series: uid(), sop: uid(), patientID: 'AB' }, mrPixels());
-  const win = which === 'ct' ? [40, 400] : [1700, 3000];
+  const { file, frame, window: win } = renderLoad(which, ROOT);
   const servers = { A: await start('A'), B: await start('B') };
   const png = { Accept: 'image/png' };
   const res: Record<string, { rps: number[]; cpu: number[] }> = { A: { rps: [], cpu: [] }, B: { rps: [], cpu: [] } };
@@ -56,9 +54,9 @@ async function main() {
     const clients = { A: new Client(servers.A.base), B: new Client(servers.B.base) };
     const paths: Record<string, string> = {};
     for (const k of ['A', 'B'] as const) [paths[k]] = await storeAll(clients[k], [file]);
-    // The same windows for both, as bench/run.ts chooses them: centres over a fixed range, each URL new.
+    // The same windows for both (nthWindow), request by request.
     let serial = 0;
-    const url = (k: 'A' | 'B', i: number) => `${paths[k]}/frames/1/rendered?window=${win[0] + (i % 600) * 0.5 + i / 1e5},${win[1]},linear`;
+    const url = (k: 'A' | 'B', i: number) => `${paths[k]}/frames/${frame}/rendered?window=${nthWindow(win, i)}`;
     // WARM=0: no warm-up requests, so the first blocks show a fresh server.
     const warm = Number(process.env.WARM ?? 100);
     for (const k of ['A', 'B'] as const) if (warm) await concurrent(warm, conc, (i) => timedGet(clients[k], url(k, 1e6 + i), png));

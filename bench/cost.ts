@@ -12,7 +12,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Client, concurrent, storeAll, timedGet } from './lib/http';
 import { startOurs, tempDir, repoRoot } from './lib/servers';
-import { MR_SPEC, ctStowBatches, mrPixels, part10, uid } from './lib/dicom-synth';
+import { ctStowBatches } from './lib/dicom-synth';
+import { renderLoad, nthWindow } from './lib/render-load';
 
 const BUILD = path.resolve(__dirname, '..');
 const ROOT = repoRoot(BUILD);
@@ -65,13 +66,11 @@ async function main() {
       return;
     }
     const which = rest[0] ?? 'ct'; const n = Number(rest[1] ?? 1500); const conc = Number(rest[2] ?? 8);
-    const file = which === 'ct' ? fs.readFileSync(path.join(ROOT, 'test/fixtures/corpus/dicom/693_UNCR.dcm'))
-      : part10(MR_SPEC, { study: uid(), series: uid(), sop: uid(), patientID: 'COST' }, mrPixels());
-    const win = which === 'ct' ? [40, 400] : [1700, 3000];
+    const { file, window: win } = renderLoad(which, ROOT);
     const [p] = await storeAll(c, [file]);
     const png = { Accept: 'image/png' };
     for (let i = 0; i < 50; i++) await timedGet(c, `${p}/frames/1/rendered?window=${win[0] - 1 - i},${win[1]},linear`, png);
-    console.log(`${which} rendered, new window each, c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, (i) => timedGet(c, `${p}/frames/1/rendered?window=${win[0] + (i % 600) * 0.5 + i / 1e5},${win[1]},linear`, png)))}`);
+    console.log(`${which} rendered, new window each, c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, (i) => timedGet(c, `${p}/frames/1/rendered?window=${nthWindow(win, i)}`, png)))}`);
     const same = `${p}/frames/1/rendered?window=${win[0]},${win[1]},linear`;
     console.log(`${which} rendered, same URL (cache), c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, () => timedGet(c, same, png)))}`);
     console.log(`404, c=${conc}: ${await measure(srv.pid, n, () => concurrent(n, conc, () => timedGet(c, '/dicom-web/nothing-here', png, 404)))}`);

@@ -11,7 +11,7 @@ import * as path from 'path';
 import { median, p95 } from './lib/stats';
 import { Client, concurrent, storeAll, timedGet } from './lib/http';
 import { startOurs, tempDir, repoRoot } from './lib/servers';
-import { MR_SPEC, MF_SPEC, mrPixels, mfPixels, part10, uid } from './lib/dicom-synth';
+import { renderLoad, nthWindow } from './lib/render-load';
 
 const BUILD = path.resolve(__dirname, '..');
 const ROOT = repoRoot(BUILD);
@@ -52,15 +52,11 @@ async function main() {
   const srv = await startOurs(BUILD, dataDir, { nodeArgs: process.env.NOPROF ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
   try {
     const c = new Client(srv.base);
-    let file: Buffer; let frame = 1; let win: [number, number];
-    if (which === 'ct') { file = fs.readFileSync(path.join(ROOT, 'test/fixtures/corpus/dicom/693_UNCR.dcm')); win = [40, 400]; }
-    else if (which === 'cr') { file = fs.readFileSync(path.join(ROOT, 'test/fixtures/corpus/dicom/RG3_J2KR.dcm')); win = [550, 1024]; }
-    else if (which === 'mr') { file = part10(MR_SPEC, { study: uid(), series: uid(), sop: uid(), patientID: 'P' }, mrPixels()); win = [1700, 3000]; }
-    else { file = part10(MF_SPEC, { study: uid(), series: uid(), sop: uid(), patientID: 'P' }, mfPixels(MF_SPEC.frames!)); frame = 12; win = [1700, 3000]; }
+    const { file, frame, window: win } = renderLoad(which, ROOT);
     const [p] = await storeAll(c, [file]);
     const times: number[] = [];
     for (let i = 0; i < 5; i++) await timedGet(c, `${p}/frames/${frame}/rendered?window=${win[0] - 1 - i},${win[1]},linear`, { Accept: 'image/png' });
-    const s = await concurrent(n, conc, async (i) => { times.push(await timedGet(c, `${p}/frames/${frame}/rendered?window=${win[0] + i * 0.5},${win[1]},linear`, { Accept: 'image/png' })); });
+    const s = await concurrent(n, conc, async (i) => { times.push(await timedGet(c, `${p}/frames/${frame}/rendered?window=${nthWindow(win, i)}`, { Accept: 'image/png' })); });
     console.log(`${which}: ${n} requests at c=${conc}: ${(n / s).toFixed(1)} req/s, latency median ${median(times).toFixed(2)} ms, p95 ${p95(times).toFixed(2)} ms (load average ${os.loadavg()[0].toFixed(1)})`);
     c.close();
   } finally {
