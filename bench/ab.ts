@@ -7,24 +7,15 @@
  *   A_BUILD / B_BUILD: another build's root (a folder holding server/main.js), default this one.
  *   WARM=n: requests each server gets before the blocks (default 100; 0 shows a fresh server). VERBOSE=1: each block.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import { Client, concurrent, storeAll, timedGet } from './lib/http';
 import { startOurs, tempDir, repoRoot, Running } from './lib/servers';
 import { median } from './lib/stats';
 import { renderLoad, nthWindow } from './lib/render-load';
+import { liveCpuMs } from './lib/proc';
 
 const BUILD = path.resolve(__dirname, '..');
 const ROOT = repoRoot(BUILD);
-
-/** CPU time of all live threads of a process, in ms (schedstat: ns on CPU). */
-function cpuMs(pid: number): number {
-  let ns = 0;
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    try { ns += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]); } catch { /* ended */ }
-  }
-  return ns / 1e6;
-}
 
 function parseEnv(s: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -55,17 +46,16 @@ async function main() {
     const paths: Record<string, string> = {};
     for (const k of ['A', 'B'] as const) [paths[k]] = await storeAll(clients[k], [file]);
     // The same windows for both (nthWindow), request by request.
-    let serial = 0;
     const url = (k: 'A' | 'B', i: number) => `${paths[k]}/frames/${frame}/rendered?window=${nthWindow(win, i)}`;
     // WARM=0: no warm-up requests, so the first blocks show a fresh server.
     const warm = Number(process.env.WARM ?? 100);
     for (const k of ['A', 'B'] as const) if (warm) await concurrent(warm, conc, (i) => timedGet(clients[k], url(k, 1e6 + i), png));
     for (let b = 0; b < blocks; b++) {
-      const base = serial; serial += per;
+      const base = b * per;
       for (const k of (b % 2 ? ['B', 'A'] : ['A', 'B']) as Array<'A' | 'B'>) {
-        const c0 = cpuMs(servers[k].pid);
+        const c0 = liveCpuMs(servers[k].pid);
         const secs = await concurrent(per, conc, (i) => timedGet(clients[k], url(k, base + i), png));
-        res[k].rps.push(per / secs); res[k].cpu.push((cpuMs(servers[k].pid) - c0) / per);
+        res[k].rps.push(per / secs); res[k].cpu.push((liveCpuMs(servers[k].pid) - c0) / per);
         if (process.env.VERBOSE) console.log(`block ${b} ${k}: ${(per / secs).toFixed(0)} req/s, ${res[k].cpu[b].toFixed(3)} ms`);
       }
     }

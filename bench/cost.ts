@@ -1,6 +1,6 @@
 /**
- * What one request costs in CPU, server and load generator apart (from /proc/PID/stat and process.cpuUsage):
- * the ceiling a 2-core machine puts on throughput is 2000 ms / (server + client ms per request).
+ * What one request costs in CPU, server and load generator apart (lib/proc.ts and process.cpuUsage), and the server's
+ * threads apart: the ceiling a 2-core machine puts on throughput is 2000 ms / (server + client ms per request).
  *
  *   node dist/bench/cost.js render [ct|mr] [N=1500] [C=8]   uncached rendered frames (a new window= each),
  *                                                            then the same URL (our cache), then a 404
@@ -13,32 +13,11 @@ import * as path from 'path';
 import { Client, concurrent, storeAll, timedGet } from './lib/http';
 import { startOurs, tempDir, repoRoot } from './lib/servers';
 import { ctStowBatches } from './lib/dicom-synth';
+import { cpuMs, threadCpuMs } from './lib/proc';
 import { renderLoad, nthWindow } from './lib/render-load';
 
 const BUILD = path.resolve(__dirname, '..');
 const ROOT = repoRoot(BUILD);
-
-/** A /proc stat file's command name and CPU time so far, in ms (utime + stime, clock ticks of 10 ms). */
-function readStat(file: string): { name: string; ms: number } {
-  const raw = fs.readFileSync(file, 'utf8');
-  const f = raw.slice(raw.lastIndexOf(') ') + 2).split(' ');
-  return { name: raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')), ms: (Number(f[11]) + Number(f[12])) * 10 };
-}
-
-/** CPU time of a process so far, in ms (its ended threads included). */
-const cpuMs = (pid: number) => readStat(`/proc/${pid}/stat`).ms;
-
-/** CPU time of each live thread of a process so far, in ms, by thread id; the main thread (id = pid) is named 'main'. */
-function threadCpuMs(pid: number): Map<string, { name: string; ms: number }> {
-  const out = new Map<string, { name: string; ms: number }>();
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const t = readStat(`/proc/${pid}/task/${tid}/stat`);
-      out.set(tid, Number(tid) === pid ? { ...t, name: 'main' } : t);
-    } catch { /* the thread ended */ }
-  }
-  return out;
-}
 
 async function measure(srvPid: number, n: number, run: () => Promise<number>): Promise<string> {
   const s0 = cpuMs(srvPid); const t0 = threadCpuMs(srvPid); const c0 = process.cpuUsage();
