@@ -376,12 +376,9 @@ function pixelWords(desc: ImageDescription, decoded: DecodedFrame): PixelWords |
     words = (decoded.pixels as Uint16Array).subarray(0, count);
   } else if (decoded.rawWords) {
     const { bytes, bitsAllocated, bigEndian } = decoded.rawWords;
-    if (bitsAllocated === 8) words = bytes.subarray(0, count);
-    else if (bigEndian === !LITTLE_ENDIAN_HOST && bytes.byteOffset % 2 === 0) words = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
-    else {
-      const w = new Uint16Array(count);
-      for (let i = 0, j = 0; i < count; i++, j += 2) w[i] = bigEndian ? (bytes[j] << 8) | bytes[j + 1] : bytes[j] | (bytes[j + 1] << 8);
-      words = w;
+    // All bits kept, unsigned: a view when already in host order, else swapped (or copied) by the decoders' own helper.
+    if (bytes.length >= count * (bitsAllocated >>> 3)) {
+      words = unpackSamples(bytes, count, bitsAllocated, bigEndian, 0, bitsAllocated, false, true) as Uint8Array | Uint16Array;
     }
   }
   if (!words || words.length < count) return undefined;
