@@ -36,6 +36,8 @@ export interface StagedPart {
 export interface MultipartLimits { maxBodyBytes: number; maxPartBytes: number }
 
 const CRLF = Buffer.from('\r\n');
+/** Longest boundary accepted (RFC 2046 says 70; Orthanc sends 73; 200 leaves room for other senders). */
+export const MAX_BOUNDARY = 200;
 
 /**
  * Reads `body` and calls `onPart` for every complete part, in order, awaiting it before reading further
@@ -43,7 +45,8 @@ const CRLF = Buffer.from('\r\n');
  */
 export async function readMultipart(body: Readable, boundary: string, limits: MultipartLimits, stagingPath: () => string,
   onPart: (part: StagedPart) => Promise<void>): Promise<number> {
-  if (!boundary || boundary.length > 70) throw badRequest('multipart boundary missing or longer than 70 characters');
+  // RFC 2046 allows 70 characters; real senders exceed it (Orthanc 1.10: 73), so up to MAX_BOUNDARY are taken.
+  if (!boundary || boundary.length > MAX_BOUNDARY) throw badRequest(`multipart boundary missing or longer than ${MAX_BOUNDARY} characters`);
   const dashBoundary = Buffer.from(`--${boundary}`, 'latin1');
   const delimiter = Buffer.concat([CRLF, dashBoundary]);
   let buf: Buffer = Buffer.alloc(0);

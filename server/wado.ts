@@ -7,7 +7,7 @@ import { ServerContext } from './context';
 import { badRequest, notAcceptable, notFound } from './errors';
 import { requestAccept, AcceptEntry, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, readBulk, metadataWithBase, InstanceInfo } from './instances';
-import { baseUrl, boundary, sendMultipart, wrap } from './http';
+import { baseUrl, boundary, sendDicomJson, sendMultipart, wrap } from './http';
 import { BASE_TOKEN } from './ingest';
 import { decodeFrame, initCodecsFor, nativeMediaType } from '../render/codecs';
 
@@ -109,7 +109,7 @@ export function wadoRouter(ctx: ServerContext): express.Router {
       throw notAcceptable('metadata is available as application/dicom+json');
     }
     const base = baseUrl(req, ctx);
-    res.status(200).type('application/dicom+json').send(`[${list.map((i) => metadataWithBase(i, base, BASE_TOKEN)).join(',')}]`);
+    sendDicomJson(res, `[${list.map((i) => metadataWithBase(i, base, BASE_TOKEN)).join(',')}]`);
   };
   r.get('/studies/:study/metadata', wrap(async (req, res) => metadata(instancesOf(ctx, String(req.params.study)), req, res)));
   r.get('/studies/:study/series/:series/metadata', wrap(async (req, res) =>
