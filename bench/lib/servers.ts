@@ -122,7 +122,8 @@ function getJson(url: string): Promise<any> {
  * remote clients with RemoteAccessAllowed false), DICOM server disabled, storage and index in a temp folder,
  * the DICOMweb plugin at /dicom-web/ and the GDCM plugin (JPEG 2000). Durability options keep their defaults.
  */
-export async function startOrthanc(install: NonNullable<ReturnType<typeof orthancInstall>>, dir: string): Promise<Running & { version: string; dicomWebVersion?: string }> {
+export async function startOrthanc(install: NonNullable<ReturnType<typeof orthancInstall>>, dir: string,
+  opts: { dicomWebServers?: Record<string, unknown> } = {}): Promise<Running & { version: string; dicomWebVersion?: string }> {
   const port = await freePort();
   const config = {
     Name: 'bench',
@@ -135,7 +136,8 @@ export async function startOrthanc(install: NonNullable<ReturnType<typeof orthan
     DicomServerEnabled: false,
     DicomPort: await freePort(),
     Plugins: [install.dicomWeb, install.gdcm],
-    DicomWeb: { Enable: true, Root: '/dicom-web/', EnableWado: false, Host: '127.0.0.1', Ssl: false },
+    // Servers: peers Orthanc acts as a DICOMweb client of (/dicom-web/servers/NAME/stow, qido, retrieve).
+    DicomWeb: { Enable: true, Root: '/dicom-web/', EnableWado: false, Host: '127.0.0.1', Ssl: false, ...(opts.dicomWebServers ? { Servers: opts.dicomWebServers } : {}) },
     Gdcm: { Enable: true },
     SaveJobs: false,
     KeepAlive: true,
