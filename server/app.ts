@@ -7,6 +7,7 @@ import * as http from 'http';
 import { Config } from './config';
 import { ServerContext } from './context';
 import { HttpError } from './errors';
+import { classifyStorageError, FaultError, recordFault } from './faults';
 import { CodecError } from '../render/codecs';
 import { FileBlobStore } from '../storage/blobstore';
 import { SqliteIndex } from '../storage/index-sqlite';
@@ -78,13 +79,23 @@ export async function createApp(config: Config): Promise<App> {
   root.use(renderedRouter(ctx, renderer));
   root.use(wadoRouter(ctx));
   app.use('/dicom-web', root);
-  app.get('/health', (_req, res) => { res.json({ status: 'ok' }); });
+  app.get('/health', (_req, res) => {
+    // Up, and able to use its index (a read-only or broken index is reported, the process stays up).
+    try { index.check(); } catch (e: any) { res.status(503).json({ status: 'unavailable', reason: e?.message ?? String(e) }); return; }
+    res.json({ status: 'ok' });
+  });
   app.use((_req, _res, next) => next(new HttpError(404, 'no such resource')));
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
   app.use((err: any, req: Request, res: Response, _next: NextFunction) => {
     let status = 500;
     let reason = 'internal error';
-    if (err instanceof HttpError) { status = err.status; reason = err.message; }
+    const fault = err instanceof HttpError && !(err instanceof FaultError) ? undefined : classifyStorageError(err);
+    if (fault) {
+      // A fault of storage, not of the request: its status and reason, logged and counted once (where it was
+      // first met, a FaultError is already counted).
+      status = fault.status; reason = fault.message;
+      if (fault !== err) recordFault(fault.kind, `${req.method} ${req.originalUrl}: ${err?.message ?? err}`);
+    } else if (err instanceof HttpError) { status = err.status; reason = err.message; }
     else if (err instanceof URIError) { status = 400; reason = 'malformed URL encoding'; }
     else if (err instanceof CodecError) {
       // Stored pixel data that does not decode as described is the instance's fault, not the server's.

@@ -14,6 +14,7 @@ import { IndexConflict } from '../storage/index-sqlite';
 import { describeImage } from '../render';
 import { ServerContext } from './context';
 import { UID_PATTERN } from './errors';
+import { classifyStorageError, FaultError, recordFault } from './faults';
 
 /** PS3.4 Annex B / PS3.18 10.5.3 status codes used in the store response. */
 export const FailureReason = {
@@ -27,7 +28,7 @@ export const WarningReason = { CoercionOfDataElements: 0xb000 } as const;
 
 export type IngestResult =
   | { ok: true; status: 'stored' | 'identical'; studyUID: string; seriesUID: string; sopInstanceUID: string; sopClassUID: string; warning?: number; warningText?: string }
-  | { ok: false; failureReason: number; reason: string; sopInstanceUID?: string; sopClassUID?: string };
+  | { ok: false; failureReason: number; reason: string; sopInstanceUID?: string; sopClassUID?: string; fault?: FaultError };
 
 /** Placeholder for the DICOMweb root in stored metadata; replaced per response (PS3.18 F.2.6 BulkDataURI). */
 export const BASE_TOKEN = '@@BASE@@';
@@ -81,6 +82,20 @@ async function wrapAsPart10(staged: string, p: ParsedInstance, out: string): Pro
     src.pipe(dst);
     dst.on('finish', () => resolve());
   });
+}
+
+/**
+ * What is wrong with a stored blob, against its index row: 'missing', 'size …' or 'content …'; undefined when
+ * it is whole. Reads the blob through (a SHA-256 of it).
+ */
+export async function blobDamage(ctx: ServerContext, key: string, size: number, sha256: string): Promise<string | undefined> {
+  const actual = await ctx.blobs.size(key);
+  if (actual === undefined) return 'missing';
+  if (actual !== size) return `size ${actual}, recorded ${size}`;
+  const h = crypto.createHash('sha256');
+  for await (const chunk of ctx.blobs.stream(key)) h.update(chunk as Buffer);
+  const got = h.digest('hex');
+  return got === sha256 ? undefined : `content SHA-256 ${got.slice(0, 16)}…, recorded ${sha256.slice(0, 16)}…`;
 }
 
 export async function sha256File(file: string): Promise<string> {
@@ -192,10 +207,22 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
       const existing = ctx.index.getInstance(p.sopInstanceUID);
       const ok = (status: 'stored' | 'identical'): IngestResult => ({ ok: true, status, studyUID: study, seriesUID: series, sopInstanceUID: p.sopInstanceUID, sopClassUID: p.sopClassUID, warning, warningText });
       if (existing) {
-        if (existing.sha256 === sha256) return ok('identical');
-        return fail(FailureReason.DuplicateSOPInstance, 'an instance with this SOP Instance UID is already stored with different content', p);
+        if (existing.sha256 !== sha256) return fail(FailureReason.DuplicateSOPInstance, 'an instance with this SOP Instance UID is already stored with different content', p);
+        // The same bytes again. The row is trusted only if its blob is still there, whole: a blob lost or damaged
+        // since is restored from these bytes (the blob key is the content's, so the row stays as it is).
+        const damage = await blobDamage(ctx, existing.blob_key, existing.size, existing.sha256);
+        if (!damage) return ok('identical');
+        await ctx.blobs.commit(file, existing.blob_key);
+        cleanup.splice(cleanup.indexOf(file), 1);
+        console.error(`restored blob ${existing.blob_key} (${damage}) from identical bytes re-sent for ${p.sopInstanceUID}`);
+        return ok('stored');
       }
-      await ctx.blobs.commit(file, blobKey);
+      try {
+        await ctx.blobs.commit(file, blobKey);
+      } catch (e) {
+        await ctx.blobs.remove(blobKey).catch(() => undefined); // renamed before the failing folder sync: not indexed
+        throw e;
+      }
       cleanup.splice(cleanup.indexOf(file), 1);
       let outcome;
       try {
@@ -220,6 +247,13 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
       await ctx.blobs.remove(blobKey);
       return fail(FailureReason.DuplicateSOPInstance, 'an instance with this SOP Instance UID is already stored with different content', p);
     });
+  } catch (e) {
+    // Disk full, storage or index unusable: this part fails with the server's reason (507/503 when nothing is
+    // stored); nothing of it stays (the staged files go below, a committed blob was removed above).
+    const fault = classifyStorageError(e);
+    if (!fault) throw e;
+    recordFault(fault.kind, `ingest: ${(e as Error)?.message ?? e}`);
+    return { ok: false, failureReason: FailureReason.OutOfResources, reason: fault.message, fault };
   } finally {
     await Promise.all(cleanup.map((f) => ctx.blobs.discard(f)));
   }

@@ -1,12 +1,16 @@
 /**
  * Streaming reader of multipart/related bodies (RFC 2046 5.1, RFC 2387) for STOW-RS. Each part's body is
  * written to a staging file as it arrives, so memory stays bounded by one chunk whatever the upload size.
- * Only parts closed by a delimiter are handed on; a truncated last part is dropped.
+ * A part is handed on as refused (never silently dropped) when it is too large, when the body ends before its
+ * closing delimiter, or when its staging file cannot be written (disk full, I/O error): the rest of the body is
+ * still read, so the client gets the store response.
  */
 import * as fs from 'fs';
+import * as fsp from 'fs/promises';
 import * as crypto from 'crypto';
 import { Readable } from 'stream';
 import { badRequest, HttpError, payloadTooLarge } from './errors';
+import { classifyStorageError, FaultError, recordFault } from './faults';
 
 export interface MediaType { type: string; params: Record<string, string> }
 
@@ -27,8 +31,12 @@ export interface StagedPart {
   /** staging file holding the body; undefined when the part was refused */
   path?: string;
   size: number;
-  /** why the part was not kept (too large) */
+  /** why the part was not kept (too large, not terminated, not writable) */
   refused?: string;
+  /** set when the part was refused because the staging file could not be written */
+  fault?: FaultError;
+  /** set when the body ended inside this part (no closing delimiter) */
+  unterminated?: boolean;
   /** SHA-256 of the body, computed as it streamed in (so ingest need not read the file again) */
   sha256?: string;
 }
@@ -53,33 +61,61 @@ export async function readMultipart(body: Readable, boundary: string, limits: Mu
   let state: 'preamble' | 'afterDelimiter' | 'headers' | 'body' | 'done' = 'preamble';
   let total = 0;
   let count = 0;
-  let part: { headers: Record<string, string>; path?: string; out?: fs.WriteStream; size: number; refused?: string; hash: crypto.Hash } | undefined;
+  type Open = { headers: Record<string, string>; path?: string; out?: fs.WriteStream; size: number; refused?: string; fault?: FaultError; hash: crypto.Hash };
+  let part: Open | undefined;
+  // Staging files being removed; all are gone before this function returns.
+  const removals: Array<Promise<unknown>> = [];
 
-  const write = (data: Buffer) => new Promise<void>((resolve, reject) => {
-    if (!part) return resolve();
-    part.size += data.length;
-    if (part.size > limits.maxPartBytes && !part.refused) {
-      part.refused = `part larger than the ${limits.maxPartBytes}-byte limit`;
-      const out = part.out; part.out = undefined;
-      if (out) out.destroy();
-      if (part.path) fs.rm(part.path, { force: true }, () => undefined);
-      part.path = undefined;
-    }
-    if (!part.out || data.length === 0) return resolve();
-    part.hash.update(data);
-    part.out.write(data, (err) => (err ? reject(err) : resolve()));
+  /** Stops writing `p`: its staging file is removed, the rest of its body is read and dropped. */
+  const refuse = (p: Open, reason: string, fault?: FaultError) => {
+    if (p.refused) return;
+    p.refused = reason;
+    p.fault = fault;
+    const out = p.out; p.out = undefined;
+    if (out) out.destroy();
+    if (p.path) removals.push(fsp.rm(p.path, { force: true }).catch(() => undefined));
+    p.path = undefined;
+  };
+  /** The staging file of `p` could not be written: a fault of the server, reported on this part. */
+  const writeFailed = (p: Open, out: fs.WriteStream, err: unknown) => {
+    if (p.out !== out) return; // already refused (the stream reports one error twice: callback and event)
+    const f = classifyStorageError(err) ?? new FaultError(503, 'the upload could not be staged on the server; try again later', 'storage-unavailable');
+    recordFault(f.kind, `staging ${p.path}: ${(err as Error)?.message ?? err}`);
+    refuse(p, f.message, f);
+  };
+  const write = (data: Buffer) => new Promise<void>((resolve) => {
+    const p = part;
+    if (!p) return resolve();
+    p.size += data.length;
+    if (p.size > limits.maxPartBytes) refuse(p, `part larger than the ${limits.maxPartBytes}-byte limit`);
+    const out = p.out;
+    if (!out || data.length === 0) return resolve();
+    p.hash.update(data);
+    out.write(data, (err) => { if (err) writeFailed(p, out, err); resolve(); });
   });
+  const handOn = async (p: Open, unterminated = false) => {
+    const out = p.out;
+    if (out) await new Promise<void>((resolve) => out.end((err?: Error | null) => { if (err) writeFailed(p, out, err); resolve(); }));
+    count++;
+    await Promise.all(removals);
+    await onPart({ headers: p.headers, path: p.path, size: p.size, refused: p.refused, fault: p.fault, unterminated: unterminated || undefined,
+      sha256: p.refused ? undefined : p.hash.digest('hex') });
+  };
   const closePart = async () => {
     if (!part) return;
     const p = part;
     part = undefined;
-    if (p.out) await new Promise<void>((resolve, reject) => p.out!.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    count++;
-    await onPart({ headers: p.headers, path: p.path, size: p.size, refused: p.refused, sha256: p.refused ? undefined : p.hash.digest('hex') });
+    await handOn(p);
+  };
+  const openPart = (headers: Record<string, string>): Open => {
+    const path = stagingPath();
+    const out = fs.createWriteStream(path);
+    const p: Open = { headers, path, out, size: 0, hash: crypto.createHash('sha256') };
+    out.on('error', (err) => writeFailed(p, out, err)); // e.g. the file cannot be created: never an unhandled 'error'
+    return p;
   };
   const abandon = () => {
-    if (part?.out) part.out.destroy();
-    if (part?.path) fs.rm(part.path, { force: true }, () => undefined);
+    if (part) refuse(part, 'abandoned');
     part = undefined;
   };
 
@@ -116,8 +152,7 @@ export async function readMultipart(body: Readable, boundary: string, limits: Mu
             if (c > 0) headers[line.slice(0, c).trim().toLowerCase()] = line.slice(c + 1).trim();
           }
           buf = buf.subarray(end + 4);
-          const path = stagingPath();
-          part = { headers, path, out: fs.createWriteStream(path), size: 0, hash: crypto.createHash('sha256') };
+          part = openPart(headers);
           state = 'body';
         } else if (state === 'body') {
           const i = buf.indexOf(delimiter);
@@ -137,12 +172,26 @@ export async function readMultipart(body: Readable, boundary: string, limits: Mu
       }
       if (state === 'done') break;
     }
+    if (state === 'body' || state === 'headers') {
+      // The body ended inside a part, without its closing delimiter (RFC 2046 5.1.1): the part is incomplete.
+      // It is handed on as refused, so the store response reports it, never stored and never silently dropped.
+      const reason = 'the body ended before this part\'s closing boundary';
+      const p = part ?? { headers: {}, size: 0, hash: crypto.createHash('sha256') };
+      part = undefined;
+      refuse(p, reason);
+      await handOn(p, true);
+    }
   } catch (e) {
     abandon();
+    await Promise.all(removals);
     if (e instanceof HttpError) throw e;
+    // A fault of the server's storage is not the client's: it keeps its status (507, 503).
+    const fault = classifyStorageError(e);
+    if (fault) { recordFault(fault.kind, `multipart body: ${(e as Error)?.message ?? e}`); throw fault; }
     throw badRequest('the request body could not be read to its end');
   }
   abandon();
+  await Promise.all(removals);
   if (state === 'preamble') throw badRequest('no multipart boundary found in the body');
   if (count === 0) throw badRequest('the multipart body holds no complete part');
   return count;

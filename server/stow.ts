@@ -48,7 +48,9 @@ export function stowRouter(ctx: ServerContext): express.Router {
         await readMultipart(req, ct.params.boundary ?? '', ctx.config.limits, () => ctx.blobs.stagingPath(), async (part) => {
           const type = parseMediaType(part.headers['content-type'])?.type ?? partType ?? 'application/dicom';
           if (part.refused) {
-            pending.push(Promise.resolve({ ok: false, failureReason: FailureReason.OutOfResources, reason: part.refused }));
+            // Too large or not writable (disk full): out of resources; cut short by the body's end: not understood.
+            pending.push(Promise.resolve({ ok: false, failureReason: part.unterminated ? FailureReason.CannotUnderstand : FailureReason.OutOfResources,
+              reason: part.refused, fault: part.fault }));
             return;
           }
           if (type && type !== 'application/dicom') {
@@ -107,9 +109,15 @@ export function stowRouter(ctx: ServerContext): express.Router {
           }),
         };
       }
-      // PS3.18 10.5.3: 200 all stored, 202 some stored (or stored with warnings), 409 none stored.
+      // PS3.18 10.5.3: 200 all stored, 202 some stored (or stored with warnings), 409 none stored. Nothing stored
+      // because of the server (disk full, storage or index unusable) is the server's fault, not a conflict:
+      // 507 Insufficient Storage (RFC 4918 11.5) or 503, with the reason, and the store response all the same.
       const warned = stored.some((r) => r.ok && r.warning);
-      const status = stored.length === 0 ? 409 : failed.length || warned ? 202 : 200;
+      const faults = failed.map((r) => (r.ok ? undefined : r.fault)).filter((f) => f !== undefined);
+      const status = stored.length === 0 && faults.length
+        ? (faults.some((f) => f.status === 507) ? 507 : 503)
+        : stored.length === 0 ? 409 : failed.length || warned ? 202 : 200;
+      if (status >= 500) res.set('Retry-After', '60');
       sendDicomJson(res, response, status);
     } catch (e) {
       next(e);

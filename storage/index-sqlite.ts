@@ -114,16 +114,63 @@ CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
 CREATE INDEX IF NOT EXISTS instances_sop_class ON instances(sop_class_uid);
 `;
 
+/**
+ * The index cannot be used safely now (its files are not writable, or it could not be opened): every use throws
+ * this until the cause is gone. The server answers 503 with the reason.
+ */
+export class IndexUnavailable extends Error {
+  readonly code = 'INDEX_UNAVAILABLE';
+}
+
 export class SqliteIndex {
-  readonly db: Database.Database;
-  private readonly stmts: Record<string, Database.Statement>;
+  private readonly database!: Database.Database;
+  private readonly stmts!: Record<string, Database.Statement>;
+  private readonly shmPath?: string;
+  /** Why the index could not be opened at all (the server still starts, and answers 503). */
+  private readonly broken?: string;
 
   constructor(dataDir: string | ':memory:') {
     if (dataDir !== ':memory:') fs.mkdirSync(dataDir, { recursive: true });
-    this.db = new Database(dataDir === ':memory:' ? ':memory:' : path.join(dataDir, 'index.sqlite'));
-    this.db.exec(SCHEMA);
-    const p = (sql: string) => this.db.prepare(sql);
-    this.stmts = {
+    const file = dataDir === ':memory:' ? ':memory:' : path.join(dataDir, 'index.sqlite');
+    if (file !== ':memory:') this.shmPath = `${file}-shm`;
+    try {
+      this.database = new Database(file);
+      this.database.exec(SCHEMA);
+      this.stmts = this.prepare();
+    } catch (e: any) {
+      if (file === ':memory:') throw e;
+      try { this.database?.close(); } catch { /* already unusable */ }
+      this.broken = `the index ${file} cannot be opened (${e?.code ?? 'error'}: ${e?.message ?? e})`;
+    }
+  }
+
+  /**
+   * SQLite in WAL mode maps the -shm file into memory shared with other processes. If that file stops being
+   * writable (immutable attribute, read-only remount, permissions), the next write through the mapping kills the
+   * process with SIGBUS; SQLite cannot report it. So before each use the file's writability is checked with
+   * access(2) (never open+close: closing a descriptor would drop SQLite's POSIX locks on it), and the index is
+   * refused with a reason instead.
+   */
+  private guard(): void {
+    if (this.broken) throw new IndexUnavailable(this.broken);
+    if (!this.shmPath) return;
+    try {
+      fs.accessSync(this.shmPath, fs.constants.W_OK);
+    } catch (e: any) {
+      if (e?.code === 'ENOENT') return;
+      throw new IndexUnavailable(`the index is not writable (-shm: ${e?.code ?? e})`);
+    }
+  }
+
+  /** The database, for queries built elsewhere (QIDO); checked like every other use. */
+  get db(): Database.Database { this.guard(); return this.database; }
+
+  /** Throws IndexUnavailable when the index cannot be used now (for /health). */
+  check(): void { this.guard(); }
+
+  private prepare(): Record<string, Database.Statement> {
+    const p = (sql: string) => this.database.prepare(sql);
+    return {
       getInstance: p('SELECT * FROM instances WHERE sop_instance_uid = ?'),
       instanceHash: p('SELECT sha256 FROM instances WHERE sop_instance_uid = ?'),
       studyLists: p('SELECT modalities, sop_classes FROM studies WHERE study_uid = ?'),
@@ -163,14 +210,15 @@ export class SqliteIndex {
     };
   }
 
-  close() { this.db.close(); }
+  close() { if (!this.broken) this.database.close(); }
 
-  getInstance(sop: string): any { return this.stmts.getInstance.get(sop); }
-  getSeries(series: string): any { return this.stmts.getSeries.get(series); }
-  getStudy(study: string): any { return this.stmts.getStudy.get(study); }
-  instancesOfStudy(study: string): any[] { return this.stmts.instancesOfStudy.all(study); }
-  instancesOfSeries(study: string, series: string): any[] { return this.stmts.instancesOfSeries.all(study, series); }
+  getInstance(sop: string): any { this.guard(); return this.stmts.getInstance.get(sop); }
+  getSeries(series: string): any { this.guard(); return this.stmts.getSeries.get(series); }
+  getStudy(study: string): any { this.guard(); return this.stmts.getStudy.get(study); }
+  instancesOfStudy(study: string): any[] { this.guard(); return this.stmts.instancesOfStudy.all(study); }
+  instancesOfSeries(study: string, series: string): any[] { this.guard(); return this.stmts.instancesOfSeries.all(study, series); }
   allBlobKeys(): Array<{ sop_instance_uid: string; blob_key: string; size: number; sha256: string }> {
+    this.guard();
     return this.stmts.allBlobKeys.all() as any;
   }
 
