@@ -3,7 +3,7 @@
  * It knows nothing of HTTP or storage.
  */
 export { describeImage } from './describe';
-export { renderFrame, appliedVoi } from './render';
+export { renderFrame, appliedVoi, maxReduction } from './render';
 export type { AppliedVoi } from './render';
 export { annotate, annotationText, annotationLayout } from './annotate';
 export type { AnnotationLines, AnnotationContext, AnnotationLayout } from './annotate';

@@ -12,7 +12,7 @@ import { compose, flatten, flattenMonotone, packedPatternTable, patternTable, mi
 import { applyPalette, colourTo8, paletteTable } from './colour';
 import { burnOverlays, type PixelWords } from './overlay';
 import { LITTLE_ENDIAN_HOST, unpackSamples } from './codecs/samples';
-import { applyViewport, planViewport } from './viewport';
+import { applyViewport, planViewport, viewportReduction } from './viewport';
 import { fastPng } from './native';
 import type {
   DecodedFrame, ImageDescription, ModalityLutDescription, RenderedImage, RenderOptions, VoiDescription, VoiLutFunction,
@@ -329,6 +329,33 @@ export function renderColour(desc: ImageDescription, decoded: DecodedFrame): Uin
 /* ---------------------------------------------------------------------------------------------- */
 
 /**
+ * How many resolution levels a frame may be decoded without (DecodeOptions.reduce) for this rendering, showing the
+ * same image: the viewport must shrink the frame at least 2^r times (viewportReduction), and every step before it
+ * must work per pixel so that averaging first changes little: no overlay to burn in at full resolution, no
+ * min-max window (it depends on the extremes, which averaging smooths away), no palette (indices do not average),
+ * no window narrow against the stored range.
+ */
+export function maxReduction(desc: ImageDescription, frameNumber: number, opts: RenderOptions = {}): number {
+  if (!opts.viewport) return 0;
+  if (opts.overlays !== false && desc.overlays.length > 0) return 0;
+  const f = desc.frame;
+  if (f.photometricInterpretation.toUpperCase() === 'PALETTE COLOR') return 0;
+  if (f.samplesPerPixel === 1) {
+    const voi = resolveVoi(frameVoi(desc, frameNumber), opts);
+    if (voi.kind === 'minmax') return 0;
+    // A window narrow against the stored range (a CT soft-tissue window over 12 bits) turns a sharp edge into
+    // black against white: averaging before it (the low-pass image) and after it then differ by tens of levels
+    // along every edge. Such frames are decoded in full; below 1/8 of the range, they are.
+    const modality = frameModalityLut(desc, frameNumber);
+    const slope = modality.kind === 'rescale' ? Math.abs(modality.slope) || 1 : 1;
+    if (voi.kind === 'window' && voi.width / slope < 2 ** f.bitsStored / 8) return 0;
+  }
+  let plan;
+  try { plan = planViewport(opts.viewport, f.columns, f.rows); } catch { return 0; }
+  return viewportReduction(plan);
+}
+
+/**
  * `into`: a buffer the grey output may be written to when it is large enough (the returned image's data is then
  * a view on it). For a caller that renders one image at a time and lets go of it before the next (the render
  * worker), this saves an allocation per image; anyone keeping images must not pass it.
@@ -339,10 +366,20 @@ export function renderFrame(desc: ImageDescription, frameNumber: number, decoded
   }
   validateOptions(opts);
   const { rows, columns } = decoded;
-  if (rows !== desc.frame.rows || columns !== desc.frame.columns) {
+  const reduction = decoded.reduction ?? 0;
+  const plan = opts.viewport ? planViewport(opts.viewport, desc.frame.columns, desc.frame.rows) : undefined;
+  if (reduction > 0) {
+    // A frame decoded at a lower resolution (DecodedFrame.reduction): only for what maxReduction allows.
+    if (!plan || reduction > maxReduction(desc, frameNumber, opts)) {
+      throw new RenderError('BAD_PIXELS', 'frame decoded at a lower resolution than this rendering shows', 500);
+    }
+    const f = 2 ** reduction;
+    if (Math.abs(columns - desc.frame.columns / f) > 1 || Math.abs(rows - desc.frame.rows / f) > 1) {
+      throw new RenderError('BAD_PIXELS', `decoded frame is ${columns}x${rows}, image reduced ${f} times is ${Math.ceil(desc.frame.columns / f)}x${Math.ceil(desc.frame.rows / f)}`, 422);
+    }
+  } else if (rows !== desc.frame.rows || columns !== desc.frame.columns) {
     throw new RenderError('BAD_PIXELS', `decoded frame is ${columns}x${rows}, image is ${desc.frame.columns}x${desc.frame.rows}`, 422);
   }
-  const plan = opts.viewport ? planViewport(opts.viewport, columns, rows) : undefined;
   const spp = decoded.samplesPerPixel;
   const pi = decoded.photometricInterpretation.toUpperCase();
   const grey = spp === 1 && pi !== 'PALETTE COLOR';
@@ -361,7 +398,7 @@ export function renderFrame(desc: ImageDescription, frameNumber: number, decoded
     const words = grey && desc.overlays.some((o) => o.embedded) ? pixelWords(desc, decoded) : undefined;
     burnOverlays(desc.overlays, frameNumber, img.data, img.width, img.height, img.channels, colour, words);
   }
-  return plan ? applyViewport(img, plan) : img;
+  return plan ? applyViewport(img, plan, reduction) : img;
 }
 
 /**

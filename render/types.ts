@@ -55,6 +55,12 @@ export interface DecodedFrame {
    * retired overlays (PS3.3-2004 C.9.2, Overlay Bit Position above High Bit) keep in the bits masked off `pixels`.
    */
   rawWords?: { bytes: Uint8Array; bitsAllocated: 8 | 16; bigEndian: boolean };
+  /**
+   * JPEG 2000 / HTJ2K decoded at a lower resolution (DecodeOptions.reduce): this many resolution levels were left
+   * out, so `rows` and `columns` are the image's divided by 2^reduction, rounded up, and each sample is the wavelet's
+   * low-pass value over a 2^reduction square. Only renderFrame with a viewport that shrinks at least that much takes it.
+   */
+  reduction?: number;
 }
 
 /** Where one frame's bytes are handed to the decoder. */

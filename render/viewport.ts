@@ -70,30 +70,91 @@ export function axisWeights(nIn: number, nOut: number, offset: number, flip: boo
   return { start, count, index: Int32Array.from(index), weight: Float32Array.from(weight) };
 }
 
-/** Crop, flip and resample an 8-bit image according to a plan. */
-export function applyViewport(img: RenderedImage, plan: ViewportPlan): RenderedImage {
+/**
+ * The area-averaging weights of one axis when the source is the image reduced 2^reduction times (a JPEG 2000 frame
+ * decoded at a lower resolution, DecodedFrame.reduction): output index o covers the full-resolution interval
+ * [o*s, (o+1)*s) of the region (mirrored when flipped), which falls on reduced pixels [A, B) with A, B in units of
+ * 2^reduction, reduced pixel i standing for the 2^reduction pixels centred on 2^reduction*i; each reduced pixel
+ * weighs by the part of [A, B) it covers. `nAvail`: the reduced image's size on
+ * this axis (its last pixel may stand for a partial block).
+ */
+export function reducedAxisWeights(nIn: number, nOut: number, offset: number, flip: boolean, reduction: number, nAvail: number): AxisWeights {
+  const f = 2 ** reduction;
+  // The low-pass sample i of level r is centred on full-resolution pixel 2^r*i (ISO/IEC 15444-1 F.3.2: the
+  // filters are centred on even samples), half a reduced pixel before the centre of the block [2^r*i, 2^r*(i+1)).
+  const shift = f / 2 - 0.5;
+  const start = new Int32Array(nOut), count = new Int32Array(nOut);
+  const index: number[] = [], weight: number[] = [];
+  const s = nIn / nOut;
+  for (let o = 0; o < nOut; o++) {
+    start[o] = index.length;
+    const a = o * s, b = (o + 1) * s;
+    const A = Math.max(0, (offset + (flip ? nIn - b : a) + shift) / f), B = Math.min(nAvail, (offset + (flip ? nIn - a : b) + shift) / f);
+    const first = Math.max(0, Math.floor(A)), end = Math.min(nAvail, Math.ceil(B));
+    const covered: Array<[number, number]> = [];
+    let total = 0;
+    for (let i = first; i < end; i++) {
+      const cover = Math.min(B, i + 1) - Math.max(A, i);
+      if (cover > 0) { covered.push([i, cover]); total += cover; }
+    }
+    if (covered.length === 0) covered.push([Math.min(nAvail - 1, first), total = 1]);
+    // flipped: the source order is reversed, as axisWeights lists it
+    if (flip) covered.reverse();
+    for (const [i, cover] of covered) { index.push(i); weight.push(cover / total); }
+    count[o] = index.length - start[o];
+  }
+  return { start, count, index: Int32Array.from(index), weight: Float32Array.from(weight) };
+}
+
+/**
+ * How many resolution levels a frame may lose before this viewport (2^r <= the shrink factor on both axes): the
+ * reduced image still has at least as many pixels as the output shows, so area averaging from it sees every
+ * detail the thumbnail can show. 0 when the viewport does not shrink at least twice.
+ */
+export function viewportReduction(plan: ViewportPlan): number {
+  const shrink = Math.min(plan.region.w / plan.outWidth, plan.region.h / plan.outHeight);
+  let r = 0;
+  while (2 ** (r + 1) <= shrink && r < 16) r++;
+  return r;
+}
+
+/**
+ * Crop, flip and resample an 8-bit image according to a plan. `reduction`: the image is the frame reduced
+ * 2^reduction times (viewportReduction bounds it); the plan stays in full-resolution pixels.
+ */
+export function applyViewport(img: RenderedImage, plan: ViewportPlan, reduction = 0): RenderedImage {
   const { region, outWidth, outHeight } = plan;
   const c = img.channels;
-  const identity = !region.flipX && !region.flipY && region.x === 0 && region.y === 0 &&
+  const identity = reduction === 0 && !region.flipX && !region.flipY && region.x === 0 && region.y === 0 &&
     region.w === img.width && region.h === img.height && outWidth === img.width && outHeight === img.height;
   if (identity) return img;
-  const wx = axisWeights(region.w, outWidth, region.x, region.flipX);
-  const wy = axisWeights(region.h, outHeight, region.y, region.flipY);
-  // horizontal pass over the needed source rows only
-  const tmp = new Float32Array(outWidth * region.h * c);
-  for (let r = 0; r < region.h; r++) {
-    const srcRow = (region.y + r) * img.width * c;
+  const wx = reduction ? reducedAxisWeights(region.w, outWidth, region.x, region.flipX, reduction, img.width) : axisWeights(region.w, outWidth, region.x, region.flipX);
+  const wy = reduction ? reducedAxisWeights(region.h, outHeight, region.y, region.flipY, reduction, img.height) : axisWeights(region.h, outHeight, region.y, region.flipY);
+  // the source rows the vertical weights use
+  let y0 = img.height, y1 = 0;
+  for (let k = 0; k < wy.index.length; k++) { const y = wy.index[k]; if (y < y0) y0 = y; if (y >= y1) y1 = y + 1; }
+  return { width: outWidth, height: outHeight, channels: c, data: resample(img.data, img.width, c, wx, wy, y0, y1 - y0, outWidth, outHeight) };
+}
+
+/**
+ * Separable resampling: a horizontal pass over source rows y0 .. y0+rows-1 into 32-bit floats, then a vertical
+ * pass rounding to 8 bits.
+ */
+function resample(data: Uint8Array, width: number, c: number, wx: AxisWeights, wy: AxisWeights, y0: number, rows: number, outWidth: number, outHeight: number): Uint8Array {
+  const tmp = new Float32Array(outWidth * rows * c);
+  for (let r = 0; r < rows; r++) {
+    const srcRow = (y0 + r) * width * c;
     const dstRow = r * outWidth * c;
     for (let o = 0; o < outWidth; o++) {
       const s0 = wx.start[o], n = wx.count[o];
       for (let ch = 0; ch < c; ch++) {
         let acc = 0;
-        for (let k = 0; k < n; k++) acc += img.data[srcRow + wx.index[s0 + k] * c + ch] * wx.weight[s0 + k];
+        for (let k = 0; k < n; k++) acc += data[srcRow + wx.index[s0 + k] * c + ch] * wx.weight[s0 + k];
         tmp[dstRow + o * c + ch] = acc;
       }
     }
   }
-  // vertical pass; indices of wy are absolute source rows, tmp starts at region.y
+  // vertical pass; indices of wy are absolute source rows, tmp starts at y0
   const out = new Uint8Array(outWidth * outHeight * c);
   const rowLen = outWidth * c;
   for (let o = 0; o < outHeight; o++) {
@@ -101,10 +162,10 @@ export function applyViewport(img: RenderedImage, plan: ViewportPlan): RenderedI
     const dst = o * rowLen;
     for (let i = 0; i < rowLen; i++) {
       let acc = 0;
-      for (let k = 0; k < n; k++) acc += tmp[(wy.index[s0 + k] - region.y) * rowLen + i] * wy.weight[s0 + k];
+      for (let k = 0; k < n; k++) acc += tmp[(wy.index[s0 + k] - y0) * rowLen + i] * wy.weight[s0 + k];
       const v = Math.round(acc);
       out[dst + i] = v < 0 ? 0 : v > 255 ? 255 : v;
     }
   }
-  return { width: outWidth, height: outHeight, channels: c, data: out };
+  return out;
 }

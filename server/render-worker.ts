@@ -18,6 +18,8 @@ export interface RenderTask {
   /** the frame already decoded by an earlier task (its samples in shared memory) */
   decoded?: DecodedFrame;
   bitOffset?: number;
+  /** JPEG 2000 / HTJ2K: resolution levels the decode may leave out (DecodeOptions.reduce, bounded by maxReduction) */
+  reduce?: number;
   desc: ImageDescription;
   frameNumber: number;
   options: RenderOptions;
@@ -43,7 +45,7 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
     let keep: DecodedFrame | undefined;
     if (!decoded) {
       if (!t.data) return { ok: false, status: 500, reason: 'rendering failed' };
-      decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame, { packed: true });
+      decoded = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame, { packed: true, reduce: t.reduce });
       // Decoding a compressed frame is the expensive step (JPEG 2000: a hundred times the rest): hand its samples back.
       if (isEncapsulated(t.transferSyntaxUID)) {
         decoded = keep = { ...decoded, pixels: sharedCopy(decoded.pixels) };

@@ -16,12 +16,13 @@ import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
 import { parseFrameList } from './wado';
 import { sendMultipart, wrap } from './http';
 import { renderTask, sharedCopy, RenderTask, RenderResult } from './render-worker';
-import { isEncapsulated } from '../render/codecs';
+import { maxReduction } from '../render';
+import { decodesReduced, isEncapsulated } from '../render/codecs';
 import { GarbageBudget } from './gc';
 import type { DecodedFrame, RenderOptions, RenderedMediaType } from '../render';
 
 /** Bumped whenever rendering output changes, so ETags change with it. */
-export const RENDER_VERSION = '1';
+export const RENDER_VERSION = '2';
 /** Bumped whenever burnt-in annotation changes; only annotated images' ETags carry it. */
 export const ANNOTATION_VERSION = '1';
 
@@ -145,11 +146,14 @@ export function chooseRenderedType(req: Request): RenderedMediaType {
  */
 const INLINE_MAX_PIXELS = 1024 * 1024;
 
-/** A map bounded by the bytes of its values, least recently used first out. */
-class ByteLru<V> {
+/**
+ * A map bounded by the bytes of its values, least recently used first out. A value above `maxEntry` bytes is not
+ * kept (by default a quarter of the bound: one value never evicts most of the cache).
+ */
+export class ByteLru<V> {
   private map = new Map<string, { v: V; size: number }>();
   private bytes = 0;
-  constructor(private readonly max: number) {}
+  constructor(private readonly max: number, private readonly maxEntry = max / 4) {}
   get(k: string): V | undefined {
     const e = this.map.get(k);
     if (e) { this.map.delete(k); this.map.set(k, e); }
@@ -160,7 +164,7 @@ class ByteLru<V> {
     let dropped = 0;
     const old = this.map.get(k);
     if (old) { this.bytes -= old.size; this.map.delete(k); dropped += old.size; }
-    if (size > this.max / 4) return dropped + size; // one value never evicts most of the cache
+    if (size > this.maxEntry) return dropped + size;
     this.map.set(k, { v, size }); this.bytes += size;
     while (this.bytes > this.max) {
       const [fk, fe] = this.map.entries().next().value as [string, { size: number }];
@@ -195,7 +199,9 @@ export class RenderService {
   private oldGarbage = new GarbageBudget(32 * 1024 * 1024, 'major', 'async');
   constructor(private readonly ctx: ServerContext) {
     this.cache = new ByteLru(ctx.config.renderCacheBytes);
-    this.frames = new ByteLru(ctx.config.frameCacheBytes);
+    // Any frame up to the whole bound is kept: decoding a large compressed frame again costs far more (a 2000x2128
+    // JPEG 2000 frame ~0.8 s) than the frames it evicts, and a viewer changing the window asks for it again.
+    this.frames = new ByteLru(ctx.config.frameCacheBytes, ctx.config.frameCacheBytes);
   }
 
   async start() {
@@ -231,17 +237,25 @@ export class RenderService {
     // A viewer changing the window re-renders the same frame: its bytes (or decoded samples) come from memory.
     const frameKey = `${info.sopInstanceUID}|${info.sha256}|${frameNumber}`;
     const compressed = isEncapsulated(info.transferSyntaxUID);
-    let frame = this.frames.get(frameKey);
-    const pending = compressed && !frame?.decoded ? this.decoding.get(frameKey) : undefined;
+    // JPEG 2000 for a viewport that shrinks it: decoded at the resolution the output shows (maxReduction), kept
+    // under its own key; the full decode, when cached, serves every request.
+    const reduce = compressed && decodesReduced(info.transferSyntaxUID) ? maxReduction(info.render, frameNumber, params.options) : 0;
+    const decodedKey = reduce > 0 ? `${frameKey}|r${reduce}` : frameKey;
+    const lookup = (): CachedFrame | undefined => {
+      const full = this.frames.get(frameKey);
+      return reduce === 0 || full?.decoded ? full : this.frames.get(decodedKey) ?? full;
+    };
+    let frame = lookup();
+    const pending = compressed && !frame?.decoded ? this.decoding.get(decodedKey) : undefined;
     if (pending) {
       // Another request is decoding this compressed frame: wait for its samples rather than decode it again.
       await pending;
-      frame = this.frames.get(frameKey);
+      frame = lookup();
     }
     // This request decodes the frame: later ones wait for it from here on, before the frame is even read.
     let decoded: (() => void) | undefined;
-    if (compressed && !frame?.decoded && !this.decoding.has(frameKey)) {
-      this.decoding.set(frameKey, new Promise<void>((resolve) => { decoded = resolve; }));
+    if (compressed && !frame?.decoded && !this.decoding.has(decodedKey)) {
+      this.decoding.set(decodedKey, new Promise<void>((resolve) => { decoded = resolve; }));
     }
     try {
       if (!frame) {
@@ -252,6 +266,7 @@ export class RenderService {
       }
       const task: RenderTask = {
         transferSyntaxUID: info.transferSyntaxUID, data: frame.data, bitOffset: frame.bitOffset, decoded: frame.decoded,
+        reduce: frame.decoded ? undefined : reduce,
         desc: info.render, frameNumber, options: params.options, mediaType, quality: params.quality,
         annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
       };
@@ -280,13 +295,13 @@ export class RenderService {
       else if (!result.ok) throw new HttpError(result.status, result.reason);
       else {
         image = result.body;
-        if (result.decoded) this.oldGarbage.add(this.frames.set(frameKey, { decoded: result.decoded }, result.decoded.pixels.byteLength));
+        if (result.decoded) this.oldGarbage.add(this.frames.set(decodedKey, { decoded: result.decoded }, result.decoded.pixels.byteLength));
       }
       const body = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
       this.oldGarbage.add(this.cache.set(key, body, body.length));
       return body;
     } finally {
-      if (decoded) { this.decoding.delete(frameKey); decoded(); }
+      if (decoded) { this.decoding.delete(decodedKey); decoded(); }
     }
   }
 }

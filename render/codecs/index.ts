@@ -38,6 +38,12 @@ export function codecsFor(transferSyntaxUID: string): CodecName[] {
   }
 }
 
+/** Whether frames of this Transfer Syntax can be decoded at a lower resolution (DecodeOptions.reduce). */
+export function decodesReduced(transferSyntaxUID: string): boolean {
+  const family = syntaxFamily(transferSyntaxUID);
+  return family === 'jpeg2000' || family === 'htj2k';
+}
+
 /** initCodecs() for one Transfer Syntax only. */
 export function initCodecsFor(transferSyntaxUID: string): Promise<void> {
   return initCodecs(codecsFor(transferSyntaxUID));
@@ -51,6 +57,12 @@ export function initCodecsFor(transferSyntaxUID: string): Promise<void> {
 export interface DecodeOptions {
   /** for the grey renderer only: native 16-bit grey words may stay packed (DecodedFrame.packedShift) */
   packed?: boolean;
+  /**
+   * JPEG 2000 and HTJ2K only: up to this many of the finest resolution levels may be left undecoded, each halving
+   * rows and columns (rounded up). The result then says how many were (DecodedFrame.reduction, 0 or absent = full
+   * size); other syntaxes ignore it. For callers that will shrink the frame by at least 2^reduce anyway.
+   */
+  reduce?: number;
 }
 
 export function decodeFrame(transferSyntaxUID: string, frame: FrameBytes, info: FrameInfo, options: DecodeOptions = {}): DecodedFrame {
@@ -74,8 +86,12 @@ export function decodeFrame(transferSyntaxUID: string, frame: FrameBytes, info: 
     case 'jpeg-ls':
       return decodeJpegLs(frame, layout);
     case 'jpeg2000':
-      return decodeJpeg2000(frame, layout, false);
+      return decodeJpeg2000(frame, layout, false, reduceOption(options.reduce));
     case 'htj2k':
-      return decodeJpeg2000(frame, layout, true);
+      return decodeJpeg2000(frame, layout, true, reduceOption(options.reduce));
   }
+}
+
+function reduceOption(r: number | undefined): number {
+  return typeof r === 'number' && Number.isInteger(r) && r > 0 ? Math.min(r, 16) : 0;
 }
