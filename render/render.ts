@@ -14,6 +14,7 @@ import { burnOverlays, type PixelWords } from './overlay';
 import { LITTLE_ENDIAN_HOST, unpackSamples } from './codecs/samples';
 import { applyViewport, planViewport, viewportReduction } from './viewport';
 import { fastPng } from './native';
+import { finishPresentation, presentedDescription } from './presentation-state';
 import type {
   DecodedFrame, ImageDescription, ModalityLutDescription, RenderedImage, RenderOptions, VoiDescription, VoiLutFunction,
 } from './types';
@@ -80,10 +81,13 @@ export function isInverted(desc: ImageDescription): boolean {
 export type ResolvedVoi =
   | { kind: 'window'; center: number; width: number; fn: VoiLutFunction }
   | { kind: 'lut'; index: number }
-  | { kind: 'minmax' };
+  | { kind: 'minmax' }
+  /** a presentation state without Softcopy VOI LUT: no VOI transformation (DCMTK setNoVoiTransformation) */
+  | { kind: 'none' };
 
 export function resolveVoi(voi: VoiDescription, opts: RenderOptions): ResolvedVoi {
   if (opts.window) return { kind: 'window', center: opts.window.center, width: opts.window.width, fn: opts.window.function ?? 'LINEAR' };
+  if (opts.presentation?.voi.kind === 'none') return { kind: 'none' };
   const w = voi.windows.find((x) => x.width >= 1 || (x.width > 0 && voi.function !== 'LINEAR'));
   if (w) return { kind: 'window', center: w.center, width: w.width, fn: voi.function };
   if (voi.luts.length > 0) return { kind: 'lut', index: 0 };
@@ -144,12 +148,29 @@ function modalityMinMax(pixels: ArrayLike<number>, count: number, modality: Step
   return { min, max };
 }
 
-function voiStep(desc: ImageDescription, voi: VoiDescription, r: ResolvedVoi, low: number, high: number, mm: () => { min: number; max: number }): Step {
+function voiStep(desc: ImageDescription, voi: VoiDescription, r: ResolvedVoi, low: number, high: number, mm: () => { min: number; max: number },
+  abs: () => { min: number; max: number } = mm): Step {
+  if (r.kind === 'none') {
+    // DCMTK dimoopxt.h nowindow(): the whole range of possible modality values, linearly, truncated
+    const { min, max } = abs();
+    const gradient = max > min ? (high - low) / (max - min) : 0;
+    return (x) => Math.trunc(low + (x - min) * gradient);
+  }
   if (r.kind === 'window') return voiWindowStep(r.fn, r.center, r.width, low, high);
   if (r.kind === 'lut') return voiLutSequence(voi.luts[r.index], low, high);
   const { min, max } = mm();
   const w = minMaxWindow(min, max);
   return voiWindowStep('LINEAR', w.center, w.width, low, high);
+}
+
+/**
+ * The range of possible modality values (DCMTK dimomod.cc AbsMinimum / AbsMaximum): the stored range through
+ * the rescale, or 0 .. 2^bits - 1 for a Modality LUT.
+ */
+function modalityAbsRange(m: ModalityLutDescription, range: { min: number; max: number }): { min: number; max: number } {
+  if (m.kind === 'lut') return { min: 0, max: 2 ** m.lut.bits - 1 };
+  const a = range.min * m.slope + m.intercept, b = range.max * m.slope + m.intercept;
+  return { min: Math.min(a, b), max: Math.max(a, b) };
 }
 
 /** The VOI a grey rendering applies, for display (burnt-in annotations); undefined for colour. */
@@ -205,7 +226,7 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
   const modality = modalityStep(frameModalityLut(desc, frameNumber));
   const range = storedRange(decoded.bitsStored, decoded.signed);
   if (decoded.bitsStored > 16) {
-    const step = compose(modality, voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, modality)));
+    const step = compose(modality, voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, modality), () => modalityAbsRange(frameModalityLut(desc, frameNumber), range)));
     for (let i = 0; i < count; i++) {
       const v = step(pixels[i]);
       out[i] = v <= 0 ? 0 : v >= 255 ? 255 : v;
@@ -216,11 +237,11 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
   let mm: { min: number; max: number } | undefined;
   const getMinMax = () => (mm ??= modalityMinMax(storedValues(decoded), count, modality));
   const voiKey = resolved.kind === 'window' ? `w${resolved.center},${resolved.width},${resolved.fn}`
-    : resolved.kind === 'lut' ? `l${resolved.index}` : `m${getMinMax().min},${getMinMax().max}`;
+    : resolved.kind === 'lut' ? `l${resolved.index}` : resolved.kind === 'none' ? 'n' : `m${getMinMax().min},${getMinMax().max}`;
   const key = desc.sopInstanceUID ? `${desc.sopInstanceUID}|${frameNumber}|${voiKey}|${inverted ? 1 : 0}|${range.min}|${range.max}` : undefined;
   // Rescale composed with a linear window (or the min-max one) is monotone: flattenMonotone fills it in runs.
-  const monotone = frameModalityLut(desc, frameNumber).kind === 'rescale' && (resolved.kind === 'minmax' || (resolved.kind === 'window' && resolved.fn !== 'SIGMOID'));
-  const storedTable = () => (monotone ? flattenMonotone : flatten)(compose(modality, voiStep(desc, voi, resolved, low, high, getMinMax)), range.min, range.max);
+  const monotone = frameModalityLut(desc, frameNumber).kind === 'rescale' && (resolved.kind === 'minmax' || resolved.kind === 'none' || (resolved.kind === 'window' && resolved.fn !== 'SIGMOID'));
+  const storedTable = () => (monotone ? flattenMonotone : flatten)(compose(modality, voiStep(desc, voi, resolved, low, high, getMinMax, () => modalityAbsRange(frameModalityLut(desc, frameNumber), range))), range.min, range.max);
 
   const packed = decoded.packedShift !== undefined;
   const view = packed ? { words: pixels as Uint16Array, bits: 16 as const, signed: decoded.signed } : patternView(pixels, count);
@@ -336,7 +357,7 @@ export function renderColour(desc: ImageDescription, decoded: DecodedFrame): Uin
  * no window narrow against the stored range.
  */
 export function maxReduction(desc: ImageDescription, frameNumber: number, opts: RenderOptions = {}): number {
-  if (!opts.viewport) return 0;
+  if (!opts.viewport || opts.presentation) return 0;
   if (opts.overlays !== false && desc.overlays.length > 0) return 0;
   const f = desc.frame;
   if (f.photometricInterpretation.toUpperCase() === 'PALETTE COLOR') return 0;
@@ -360,6 +381,9 @@ export function maxReduction(desc: ImageDescription, frameNumber: number, opts: 
  * a view on it). For a caller that renders one image at a time and lets go of it before the next (the render
  * worker), this saves an allocation per image; anyone keeping images must not pass it.
  */
+/** Largest image a presentation state's displayed area (MAGNIFY) may make. */
+const MAX_PRESENTED_PIXELS = 64 * 1024 * 1024;
+
 export function renderFrame(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions = {}, into?: Uint8Array): RenderedImage {
   if (!Number.isInteger(frameNumber) || frameNumber < 1 || frameNumber > desc.numberOfFrames) {
     throw new RenderError('BAD_FRAME', `frame ${frameNumber} out of range 1..${desc.numberOfFrames}`);
@@ -367,7 +391,8 @@ export function renderFrame(desc: ImageDescription, frameNumber: number, decoded
   validateOptions(opts);
   const { rows, columns } = decoded;
   const reduction = decoded.reduction ?? 0;
-  const plan = opts.viewport ? planViewport(opts.viewport, desc.frame.columns, desc.frame.rows) : undefined;
+  // with a presentation state, the viewport applies to its output (below), not to the frame
+  const plan = opts.viewport && !opts.presentation ? planViewport(opts.viewport, desc.frame.columns, desc.frame.rows) : undefined;
   if (reduction > 0) {
     // A frame decoded at a lower resolution (DecodedFrame.reduction): only for what maxReduction allows.
     if (!plan || reduction > maxReduction(desc, frameNumber, opts)) {
@@ -385,6 +410,12 @@ export function renderFrame(desc: ImageDescription, frameNumber: number, decoded
   const grey = spp === 1 && pi !== 'PALETTE COLOR';
   if (decoded.pixels.length < rows * columns * (grey ? 1 : spp)) throw new RenderError('BAD_PIXELS', 'decoded frame has too few samples', 422);
 
+  const presentation = opts.presentation;
+  if (presentation) {
+    if (!grey) throw new RenderError('BAD_PIXELS', 'a Grayscale Softcopy Presentation State applies to grayscale images only', 422);
+    desc = presentedDescription(desc, presentation);
+  }
+
   let img: RenderedImage;
   if (grey) {
     img = { width: columns, height: rows, channels: 1, data: renderGrey(desc, frameNumber, decoded, opts, into) };
@@ -396,7 +427,18 @@ export function renderFrame(desc: ImageDescription, frameNumber: number, decoded
     const colour = opts.overlayColor ?? [255, 255, 255];
     if (img.channels === 1 && !(colour[0] === colour[1] && colour[1] === colour[2])) img = toRgb(img);
     const words = grey && desc.overlays.some((o) => o.embedded) ? pixelWords(desc, decoded) : undefined;
-    burnOverlays(desc.overlays, frameNumber, img.data, img.width, img.height, img.channels, colour, words);
+    if (presentation && !opts.overlayColor) {
+      // each in the grey of its activation layer (PS3.3 C.10.7.1.1)
+      desc.overlays.forEach((o, i) => {
+        const g = presentation.overlayGrey[i] ?? 255;
+        burnOverlays([o], frameNumber, img.data, img.width, img.height, img.channels, [g, g, g], words);
+      });
+    } else burnOverlays(desc.overlays, frameNumber, img.data, img.width, img.height, img.channels, colour, words);
+  }
+  if (presentation) {
+    // shutters, graphics, rotation and flip, displayed area, text; then the viewport applies to that result
+    img = finishPresentation(img, presentation, frameNumber, MAX_PRESENTED_PIXELS);
+    return opts.viewport ? applyViewport(img, planViewport(opts.viewport, img.width, img.height)) : img;
   }
   return plan ? applyViewport(img, plan, reduction) : img;
 }

@@ -2,6 +2,7 @@
  * Contracts of the rendering library. The library knows nothing of HTTP or storage:
  * frame bytes + an ImageDescription + options in, pixels (and encoded images) out.
  */
+import type { AppliedPresentation } from './presentation-state';
 
 /** What a decoder needs to know about one frame (PS3.3 C.7.6.3 Image Pixel Module). */
 export interface FrameInfo {
@@ -160,6 +161,8 @@ export interface RenderOptions {
   overlays?: boolean;
   /** overlay colour (default white) */
   overlayColor?: [number, number, number];
+  /** a Grayscale Softcopy Presentation State applied to this frame (presentation-state.ts presentationFor) */
+  presentation?: AppliedPresentation;
 }
 
 export interface RenderedImage {

@@ -19,6 +19,8 @@ import { renderTask, sharedCopy, RenderTask, RenderResult } from './render-worke
 import { maxReduction } from '../render';
 import { decodesReduced, isEncapsulated } from '../render/codecs';
 import { GarbageBudget } from './gc';
+import { GSPS_SOP_CLASS, loadPresentationState, referencedImage } from './presentation';
+import { presentationFor, referencedFrames } from '../render/presentation-state';
 import type { DecodedFrame, RenderOptions, RenderedMediaType } from '../render';
 
 /** Bumped whenever rendering output changes, so ETags change with it. */
@@ -369,12 +371,41 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   // multipart/related, when the client accepts multipart, else its first frame.
   r.get('/studies/:study/series/:series/instances/:sop/rendered', wrap(async (req, res) => {
     const info = inst(req);
+    if (info.sopClassUID === GSPS_SOP_CLASS) return sendPresentation(req, res, info);
     if (!info.render || info.frames.length === 0) throw new HttpError(406, 'this instance has no renderable pixel data');
     const params = parseRenderedParams(req.query, maxViewport);
     const multipart = requestAccept(req).some((a) => a.type === 'multipart/related');
     if (info.frames.length > 1 && multipart) return sendMany(req, res, info.frames.map((_, i) => ({ info, frame: i + 1 })), params);
     return sendOne(req, res, info, 1, params);
   }));
+
+  // A Grayscale Softcopy Presentation State: its referenced images (or frames) rendered with it applied, the
+  // first one alone, or all of them as multipart/related when the client accepts multipart. Query parameters
+  // apply after the presentation state (PS3.18 8.3.5); a window parameter replaces its VOI.
+  const sendPresentation = async (req: Request, res: Response, info: InstanceInfo) => {
+    const params = parseRenderedParams(req.query, maxViewport);
+    const ps = await loadPresentationState(ctx, info);
+    const targets = referencedFrames(ps, (sop) => referencedImage(ctx, ps, sop).frames.length);
+    if (targets.length === 0) throw new HttpError(422, 'the presentation state references no frame of its images');
+    const item = (t: { sopInstanceUID: string; frame: number }) => {
+      const image = referencedImage(ctx, ps, t.sopInstanceUID);
+      const presentation = presentationFor(ps, image.render, t.frame);
+      return { info: image, frame: t.frame, params: { ...params, options: { ...params.options, presentation } } };
+    };
+    const multipart = requestAccept(req).some((a) => a.type === 'multipart/related');
+    if (targets.length > 1 && multipart) {
+      const type = chooseRenderedType(req);
+      const parts = [];
+      for (const t of targets) {
+        const it = item(t);
+        parts.push({ contentType: type, body: await service.render(it.info, it.frame, it.params, type) });
+      }
+      res.set('Cache-Control', cacheControl);
+      return sendMultipart(res, type, parts);
+    }
+    const first = item(targets[0]);
+    return sendOne(req, res, first.info, first.frame, first.params);
+  };
 
   // Series and study rendered: the first frame of each renderable instance, as multipart/related.
   r.get('/studies/:study/series/:series/rendered', wrap(async (req, res) => {
