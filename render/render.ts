@@ -8,7 +8,7 @@
  * Colour: see colour.ts. Then overlays (overlay.ts) and the viewport (viewport.ts).
  */
 import { RenderError } from './errors';
-import { compose, flatten, flattenMonotone, packedPatternTable, patternTable, minMaxWindow, modalityStep, storedRange, voiLutSequence, voiWindowStep, type Step } from './lut';
+import { compose, flatten, flattenMonotone, lutLookup, packedPatternTable, patternTable, minMaxWindow, modalityStep, storedRange, voiLutSequence, voiWindowStep, type Step } from './lut';
 import { applyPalette, colourTo8, paletteTable } from './colour';
 import { burnOverlays, type PixelWords } from './overlay';
 import { LITTLE_ENDIAN_HOST, unpackSamples } from './codecs/samples';
@@ -16,7 +16,7 @@ import { applyViewport, planViewport, viewportReduction } from './viewport';
 import { fastPng } from './native';
 import { finishPresentation, presentedDescription } from './presentation-state';
 import type {
-  DecodedFrame, ImageDescription, ModalityLutDescription, RenderedImage, RenderOptions, VoiDescription, VoiLutFunction,
+  DecodedFrame, ImageDescription, LutData, ModalityLutDescription, RenderedImage, RenderOptions, VoiDescription, VoiLutFunction,
 } from './types';
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -149,7 +149,8 @@ function modalityMinMax(pixels: ArrayLike<number>, count: number, modality: Step
 }
 
 function voiStep(desc: ImageDescription, voi: VoiDescription, r: ResolvedVoi, low: number, high: number, mm: () => { min: number; max: number },
-  abs: () => { min: number; max: number } = mm): Step {
+  abs: () => { min: number; max: number } = mm, plut?: LutData): Step {
+  if (plut) return presentationLutStep(voi, r, plut, low, high, mm, abs);
   if (r.kind === 'none') {
     // DCMTK dimoopxt.h nowindow(): the whole range of possible modality values, linearly, truncated
     const { min, max } = abs();
@@ -161,6 +162,41 @@ function voiStep(desc: ImageDescription, voi: VoiDescription, r: ResolvedVoi, lo
   const { min, max } = mm();
   const w = minMaxWindow(min, max);
   return voiWindowStep('LINEAR', w.center, w.width, low, high);
+}
+
+/**
+ * VOI followed by a Presentation LUT Sequence table (PS3.3 C.11.6), as DCMTK dimoopxt.h does with a presentation
+ * LUT and no display function: the VOI output indexes the table (its count of entries spanning the window, the
+ * VOI LUT's range or the whole modality range), and the entry, of `bits` bits, is scaled to the output range.
+ * SIGMOID and LINEAR_EXACT windows index it through their own curve (DCMTK has only the linear case).
+ */
+function presentationLutStep(voi: VoiDescription, r: ResolvedVoi, plut: LutData, low: number, high: number,
+  mm: () => { min: number; max: number }, abs: () => { min: number; max: number }): Step {
+  const pcnt = plut.data.length;
+  const entry = (i: number) => plut.data[i < 0 ? 0 : i >= pcnt ? pcnt - 1 : i];
+  const outrange = high - low;
+  const plutMax = 2 ** plut.bits;
+  if (r.kind === 'lut') {
+    const lut = voi.luts[r.index];
+    const lookup = lutLookup(lut);
+    const g1 = pcnt / 2 ** lut.bits, g2 = outrange / plutMax;
+    return (x) => Math.trunc(low + entry(Math.trunc(lookup(x) * g1)) * g2);
+  }
+  if (r.kind === 'none') {
+    const { min, max } = abs();
+    const g1 = pcnt / (max - min + 1), g2 = outrange / (plutMax - 1);
+    return (x) => Math.trunc(low + entry(Math.trunc((x - min) * g1)) * g2);
+  }
+  const w = r.kind === 'window' ? r : { ...minMaxWindow(mm().min, mm().max), fn: 'LINEAR' as VoiLutFunction };
+  const g2 = outrange / (plutMax - 1);
+  if (w.fn === 'LINEAR') {
+    const width1 = w.width - 1;
+    const left = w.center - 0.5 - width1 / 2, right = w.center - 0.5 + width1 / 2;
+    const g1 = width1 === 0 ? 0 : (pcnt - 1) / width1;
+    return (x) => Math.trunc(low + entry(x <= left ? 0 : x > right ? pcnt - 1 : Math.trunc((x - left) * g1)) * g2);
+  }
+  const curve = voiWindowStep(w.fn, w.center, w.width, 0, pcnt - 1);
+  return (x) => Math.trunc(low + entry(curve(x)) * g2);
 }
 
 /**
@@ -207,7 +243,8 @@ export function storedValues(decoded: DecodedFrame): DecodedFrame['pixels'] {
 export function renderGrey(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions, into?: Uint8Array): Uint8Array {
   const count = decoded.rows * decoded.columns;
   const pixels = decoded.pixels;
-  const inverted = isInverted(desc);
+  const plut = opts.presentation && 'lut' in opts.presentation.presentationLut ? opts.presentation.presentationLut.lut : undefined;
+  const inverted = !plut && isInverted(desc);
   const low = inverted ? 255 : 0, high = inverted ? 0 : 255;
   const voi = frameVoi(desc, frameNumber);
   const resolved = resolveVoi(voi, opts);
@@ -215,7 +252,7 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
 
   if (isFloatArray(pixels)) {
     // Float / Double Float Pixel Data (C.7.6.24): values are already in output units; no table.
-    const step = voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, (x) => x));
+    const step = voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, (x) => x), undefined, plut);
     for (let i = 0; i < count; i++) {
       const v = step(pixels[i]);
       out[i] = v <= 0 ? 0 : v >= 255 ? 255 : v;
@@ -226,7 +263,7 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
   const modality = modalityStep(frameModalityLut(desc, frameNumber));
   const range = storedRange(decoded.bitsStored, decoded.signed);
   if (decoded.bitsStored > 16) {
-    const step = compose(modality, voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, modality), () => modalityAbsRange(frameModalityLut(desc, frameNumber), range)));
+    const step = compose(modality, voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, modality), () => modalityAbsRange(frameModalityLut(desc, frameNumber), range), plut));
     for (let i = 0; i < count; i++) {
       const v = step(pixels[i]);
       out[i] = v <= 0 ? 0 : v >= 255 ? 255 : v;
@@ -240,8 +277,8 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
     : resolved.kind === 'lut' ? `l${resolved.index}` : resolved.kind === 'none' ? 'n' : `m${getMinMax().min},${getMinMax().max}`;
   const key = desc.sopInstanceUID ? `${desc.sopInstanceUID}|${frameNumber}|${voiKey}|${inverted ? 1 : 0}|${range.min}|${range.max}` : undefined;
   // Rescale composed with a linear window (or the min-max one) is monotone: flattenMonotone fills it in runs.
-  const monotone = frameModalityLut(desc, frameNumber).kind === 'rescale' && (resolved.kind === 'minmax' || resolved.kind === 'none' || (resolved.kind === 'window' && resolved.fn !== 'SIGMOID'));
-  const storedTable = () => (monotone ? flattenMonotone : flatten)(compose(modality, voiStep(desc, voi, resolved, low, high, getMinMax, () => modalityAbsRange(frameModalityLut(desc, frameNumber), range))), range.min, range.max);
+  const monotone = !plut && frameModalityLut(desc, frameNumber).kind === 'rescale' && (resolved.kind === 'minmax' || resolved.kind === 'none' || (resolved.kind === 'window' && resolved.fn !== 'SIGMOID'));
+  const storedTable = () => (monotone ? flattenMonotone : flatten)(compose(modality, voiStep(desc, voi, resolved, low, high, getMinMax, () => modalityAbsRange(frameModalityLut(desc, frameNumber), range), plut)), range.min, range.max);
 
   const packed = decoded.packedShift !== undefined;
   const view = packed ? { words: pixels as Uint16Array, bits: 16 as const, signed: decoded.signed } : patternView(pixels, count);

@@ -48,7 +48,7 @@ describe('the presentation state changes the rendering', () => {
   // guards against a reference that would equal the plain image: each case differs from its neighbour
   test('window, inversion, rotation and overlays each change the pixels', async () => {
     const w = await rendered('ct-window');
-    for (const other of ['ct-novoi', 'ct-inverse', 'ct-rot90-flipN', 'ct-rot0-flipY', 'ct-voilut', 'ct-voi-per-image', 'ct-rescale']) {
+    for (const other of ['ct-novoi', 'ct-inverse', 'ct-rot90-flipN', 'ct-rot0-flipY', 'ct-voilut', 'ct-voi-per-image', 'ct-rescale', 'ct-plut-window']) {
       expect(compare(await rendered(other), w).exact).toBeLessThan(90);
     }
   });
