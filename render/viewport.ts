@@ -9,6 +9,7 @@
  */
 import { RenderError } from './errors';
 import type { RenderedImage, RenderOptions } from './types';
+import { fastPng } from './native';
 
 export interface Region { x: number; y: number; w: number; h: number; flipX: boolean; flipY: boolean }
 
@@ -119,6 +120,21 @@ export function viewportReduction(plan: ViewportPlan): number {
 }
 
 /**
+ * The weights of recent axes: a series of thumbnails, or a viewer's stack at one size, asks for the same ones
+ * again (~0.1 ms each to make for 512 -> 256). At most 32 axes, a few KB each.
+ */
+const weightCache = new Map<string, AxisWeights>();
+function weightsOf(nIn: number, nOut: number, offset: number, flip: boolean, reduction: number, nAvail: number): AxisWeights {
+  const key = `${nIn},${nOut},${offset},${flip ? 1 : 0},${reduction},${nAvail}`;
+  let w = weightCache.get(key);
+  if (w) return w;
+  w = reduction ? reducedAxisWeights(nIn, nOut, offset, flip, reduction, nAvail) : axisWeights(nIn, nOut, offset, flip);
+  if (weightCache.size >= 32) weightCache.delete(weightCache.keys().next().value as string);
+  weightCache.set(key, w);
+  return w;
+}
+
+/**
  * Crop, flip and resample an 8-bit image according to a plan. `reduction`: the image is the frame reduced
  * 2^reduction times (viewportReduction bounds it); the plan stays in full-resolution pixels.
  */
@@ -128,19 +144,26 @@ export function applyViewport(img: RenderedImage, plan: ViewportPlan, reduction 
   const identity = reduction === 0 && !region.flipX && !region.flipY && region.x === 0 && region.y === 0 &&
     region.w === img.width && region.h === img.height && outWidth === img.width && outHeight === img.height;
   if (identity) return img;
-  const wx = reduction ? reducedAxisWeights(region.w, outWidth, region.x, region.flipX, reduction, img.width) : axisWeights(region.w, outWidth, region.x, region.flipX);
-  const wy = reduction ? reducedAxisWeights(region.h, outHeight, region.y, region.flipY, reduction, img.height) : axisWeights(region.h, outHeight, region.y, region.flipY);
+  const wx = weightsOf(region.w, outWidth, region.x, region.flipX, reduction, img.width);
+  const wy = weightsOf(region.h, outHeight, region.y, region.flipY, reduction, img.height);
   // the source rows the vertical weights use
   let y0 = img.height, y1 = 0;
   for (let k = 0; k < wy.index.length; k++) { const y = wy.index[k]; if (y < y0) y0 = y; if (y >= y1) y1 = y + 1; }
-  return { width: outWidth, height: outHeight, channels: c, data: resample(img.data, img.width, c, wx, wy, y0, y1 - y0, outWidth, outHeight) };
+  let data: Uint8Array;
+  if (fastPng?.resample) {
+    data = new Uint8Array(outWidth * outHeight * c);
+    fastPng.resample(img.data, img.width, img.height, c, wx, wy, y0, y1 - y0, data, outWidth, outHeight);
+  } else {
+    data = resample(img.data, img.width, c, wx, wy, y0, y1 - y0, outWidth, outHeight);
+  }
+  return { width: outWidth, height: outHeight, channels: c, data };
 }
 
 /**
- * Separable resampling: a horizontal pass over source rows y0 .. y0+rows-1 into 32-bit floats, then a vertical
+ * Separable resampling (the C addon's resample does the same, faster): a horizontal pass over source rows y0 .. y0+rows-1 into 32-bit floats, then a vertical
  * pass rounding to 8 bits.
  */
-function resample(data: Uint8Array, width: number, c: number, wx: AxisWeights, wy: AxisWeights, y0: number, rows: number, outWidth: number, outHeight: number): Uint8Array {
+export function resample(data: Uint8Array, width: number, c: number, wx: AxisWeights, wy: AxisWeights, y0: number, rows: number, outWidth: number, outHeight: number): Uint8Array {
   const tmp = new Float32Array(outWidth * rows * c);
   for (let r = 0; r < rows; r++) {
     const srcRow = (y0 + r) * width * c;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 #define BLOCK_TOKENS 16384 /* tokens per deflate block, as zlib at memLevel 8: each block adapts its own code */
 #define MAX_BITS 15
@@ -500,6 +501,61 @@ static void lookup8(const uint8_t *words, const uint8_t *table, uint8_t *out, si
   for (size_t i = 0; i < n; i++) out[i] = table[words[i]];
 }
 
+/*
+ * Separable resampling (render/viewport.ts resample, the same arithmetic in the same order, so the same bytes):
+ * a horizontal pass over source rows y0 .. y0+rows-1 into floats (products and sums in double, as JavaScript
+ * numbers are), then a vertical pass summing in double and rounding half up (Math.round). Weights are the
+ * viewport's per output index: the source indices start[o] .. start[o]+count[o]-1 of index[] and weight[].
+ * Returns 0 when out of memory.
+ */
+typedef struct { const int32_t *start, *count, *index; const float *weight; } Axis;
+
+/* The passes' scratch, kept per thread (a fresh 0.5 MB block per image would be mapped and faulted in each time). */
+static __thread uint8_t *rs_scratch;
+static __thread size_t rs_cap;
+
+static int resample(const uint8_t *src, uint32_t width, uint32_t c, Axis wx, Axis wy, uint32_t y0, uint32_t rows,
+                    uint8_t *out, uint32_t out_w, uint32_t out_h) {
+  size_t row_len = (size_t)out_w * c;
+  size_t tmp_bytes = (row_len * rows * sizeof(float) + 7) & ~(size_t)7;
+  if (!reserve(&rs_scratch, &rs_cap, tmp_bytes + row_len * sizeof(double))) return 0;
+  float *tmp = (float *)rs_scratch;
+  double *acc = (double *)(rs_scratch + tmp_bytes);
+  for (uint32_t r = 0; r < rows; r++) {
+    const uint8_t *s = src + (size_t)(y0 + r) * width * c;
+    float *d = tmp + (size_t)r * row_len;
+    for (uint32_t o = 0; o < out_w; o++) {
+      const int32_t *ix = wx.index + wx.start[o];
+      const float *wt = wx.weight + wx.start[o];
+      int32_t n = wx.count[o];
+      for (uint32_t ch = 0; ch < c; ch++) {
+        double acc = 0;
+        for (int32_t k = 0; k < n; k++) acc += (double)s[(size_t)ix[k] * c + ch] * (double)wt[k];
+        d[(size_t)o * c + ch] = (float)acc;
+      }
+    }
+  }
+  /* vertical: a row of double sums, each element summed over k in the same order as the JavaScript */
+  for (uint32_t o = 0; o < out_h; o++) {
+    const int32_t *iy = wy.index + wy.start[o];
+    const float *wt = wy.weight + wy.start[o];
+    int32_t n = wy.count[o];
+    for (size_t i = 0; i < row_len; i++) acc[i] = 0;
+    for (int32_t k = 0; k < n; k++) {
+      const float *t = tmp + (size_t)(iy[k] - (int32_t)y0) * row_len;
+      double wk = (double)wt[k];
+      for (size_t i = 0; i < row_len; i++) acc[i] += (double)t[i] * wk;
+    }
+    uint8_t *d = out + (size_t)o * row_len;
+    for (size_t i = 0; i < row_len; i++) {
+      double v = floor(acc[i] + 0.5);
+      d[i] = v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
+    }
+  }
+  if (rs_cap > (size_t)16 << 20) { free(rs_scratch); rs_scratch = NULL; rs_cap = 0; } /* a big image's room: not kept */
+  return 1;
+}
+
 #ifdef FASTPNG_STANDALONE
 /*
  * A timing harness without Node (the encoder figures in the README): cc -O3 -DFASTPNG_STANDALONE fastpng.c, then
@@ -593,12 +649,52 @@ static napi_value js_lookup(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The weights of one axis ({ start, count, index, weight } of render/viewport.ts) with every index inside [lo, hi). */
+static int axis_arg(napi_env env, napi_value v, uint32_t n_out, int32_t lo, int32_t hi, Axis *a) {
+  const char *names[4] = { "start", "count", "index", "weight" };
+  void *data[4]; size_t len[4];
+  for (int i = 0; i < 4; i++) {
+    napi_value f; napi_typedarray_type t;
+    if (napi_get_named_property(env, v, names[i], &f) != napi_ok || !typed(env, f, &t, &data[i], &len[i])) return 0;
+    if (t != (i == 3 ? napi_float32_array : napi_int32_array)) return 0;
+  }
+  if (len[0] < n_out || len[1] < n_out || len[2] != len[3]) return 0;
+  a->start = data[0]; a->count = data[1]; a->index = data[2]; a->weight = data[3];
+  for (uint32_t o = 0; o < n_out; o++) {
+    if (a->start[o] < 0 || a->count[o] < 0 || (size_t)a->start[o] + (size_t)a->count[o] > len[2]) return 0;
+  }
+  for (size_t k = 0; k < len[2]; k++) if (a->index[k] < lo || a->index[k] >= hi) return 0;
+  return 1;
+}
+
+/* resample(data, width, height, channels, wx, wy, y0, rows, out, outWidth, outHeight): see resample() above */
+static napi_value js_resample(napi_env env, napi_callback_info info) {
+  size_t argc = 11; napi_value argv[11];
+  const char *usage = "resample(data, width, height, channels, wx, wy, y0, rows, out, outWidth, outHeight)";
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 11) return fail(env, usage);
+  napi_typedarray_type st, ot; void *src, *out; size_t sn, on;
+  uint32_t w, h, c, y0, rows, ow, oh;
+  if (!typed(env, argv[0], &st, &src, &sn) || !typed(env, argv[8], &ot, &out, &on) || !u32arg(env, argv[1], &w) || !u32arg(env, argv[2], &h)
+      || !u32arg(env, argv[3], &c) || !u32arg(env, argv[6], &y0) || !u32arg(env, argv[7], &rows) || !u32arg(env, argv[9], &ow) || !u32arg(env, argv[10], &oh))
+    return fail(env, usage);
+  if ((st != napi_uint8_array && st != napi_uint8_clamped_array) || ot != napi_uint8_array) return fail(env, "data and out must be Uint8Arrays");
+  if ((c != 1 && c != 3) || w == 0 || h == 0 || ow == 0 || oh == 0 || w > 0x7fffffffu / 3 || ow > 0x7fffffffu / 3) return fail(env, "bad image shape");
+  if ((uint64_t)w * h * c > sn || (uint64_t)ow * oh * c > on) return fail(env, "an array is smaller than its image");
+  if (rows == 0 || (uint64_t)y0 + rows > h) return fail(env, "source rows outside the image");
+  Axis wx, wy;
+  if (!axis_arg(env, argv[4], ow, 0, (int32_t)w, &wx) || !axis_arg(env, argv[5], oh, (int32_t)y0, (int32_t)(y0 + rows), &wy))
+    return fail(env, "weights do not fit the images");
+  if (!resample(src, w, c, wx, wy, y0, rows, out, ow, oh)) return fail(env, "out of memory");
+  return NULL;
+}
+
 /* A thread's scratch goes with its Node environment (a render worker that piscina ends, say). */
 static void free_scratch(void *arg) {
   (void)arg;
   free(out_scratch); out_scratch = NULL; out_cap = 0;
   free(row_scratch); row_scratch = NULL; row_cap = 0;
   free(block_scratch); block_scratch = NULL;
+  free(rs_scratch); rs_scratch = NULL; rs_cap = 0;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -608,6 +704,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "encodePng", NULL, js_encode_png, NULL, NULL, NULL, napi_enumerable, NULL },
     { "lookup", NULL, js_lookup, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "resample", NULL, js_resample, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
