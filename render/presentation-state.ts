@@ -110,6 +110,9 @@ export interface AppliedPresentation {
 
 export const GSPS_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.11.1';
 
+/** Bounds on what one PS may ask to draw (a hostile PS must not hold a render thread): beyond them, 422. */
+export const PS_LIMITS = { graphicObjects: 10000, graphicPoints: 200000, textObjects: 1000, textLength: 256, shutterVertices: 10000 };
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Parsing (PS3.3 A.33.1 modules)                                                                  */
 /* ---------------------------------------------------------------------------------------------- */
@@ -322,6 +325,7 @@ export function parsePresentationState(ds: JsonDataset): PresentationState {
     }
     if (shapes.includes('POLYGONAL')) {
       const v = ns(ds, T.VerticesOfThePolygonalShutter);
+      if (v.length > 2 * PS_LIMITS.shutterVertices) throw new RenderError('BAD_OPTION', `polygonal shutter of more than ${PS_LIMITS.shutterVertices} vertices`, 422);
       if (v.length >= 6) {
         sh.polygon = [];
         for (let i = 0; i + 1 < v.length; i += 2) sh.polygon.push([v[i], v[i + 1]]);
@@ -360,13 +364,13 @@ export function parsePresentationState(ds: JsonDataset): PresentationState {
       const pts = ns(g, T.GraphicData).filter((x) => Number.isFinite(x) && Math.abs(x) < 1e7);
       const count = Math.min(n(g, T.NumberOfGraphicPoints) ?? pts.length / 2, Math.floor(pts.length / 2));
       const need = type === 'POINT' ? 1 : type === 'CIRCLE' ? 2 : type === 'ELLIPSE' ? 4 : 2;
-      if (count < need || count > 100000) continue;
+      if (count < need) continue;
       a.graphics.push({ units: units(s(g, T.GraphicAnnotationUnits)), type, points: pts.slice(0, count * 2), filled: s(g, T.GraphicFilled)?.toUpperCase() === 'Y' });
     }
     for (const t of sq(it, T.TextObjectSequence)) {
       const text = (s(t, T.UnformattedTextValue) ?? '').replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim();
       if (!text) continue;
-      const o: PsText = { text: text.slice(0, 1024) };
+      const o: PsText = { text: [...text].slice(0, PS_LIMITS.textLength).join('') };
       const tl = ns(t, T.BoundingBoxTopLeftHandCorner), br = ns(t, T.BoundingBoxBottomRightHandCorner);
       if (tl.length >= 2 && br.length >= 2 && [...tl, ...br].every((x) => Number.isFinite(x) && Math.abs(x) < 1e7)) {
         const j = s(t, T.BoundingBoxTextHorizontalJustification)?.toUpperCase();
@@ -381,6 +385,12 @@ export function parsePresentationState(ds: JsonDataset): PresentationState {
       if (o.box || o.anchor) a.texts.push(o);
     }
     if (a.graphics.length || a.texts.length) annotations.push(a);
+  }
+  const objects = annotations.reduce((k, a) => k + a.graphics.length, 0);
+  const points = annotations.reduce((k, a) => k + a.graphics.reduce((j, g) => j + g.points.length / 2, 0), 0);
+  const texts = annotations.reduce((k, a) => k + a.texts.length, 0);
+  if (objects > PS_LIMITS.graphicObjects || points > PS_LIMITS.graphicPoints || texts > PS_LIMITS.textObjects) {
+    throw new RenderError('BAD_OPTION', `presentation state with more than ${PS_LIMITS.graphicObjects} graphic objects, ${PS_LIMITS.graphicPoints} graphic points or ${PS_LIMITS.textObjects} text objects`, 422);
   }
 
   const ps: PresentationState = {
@@ -675,6 +685,35 @@ function paint(img: RenderedImage, m: Mask, colour: [number, number, number]): v
   }
 }
 
+/**
+ * A closed polygon (x, y, ...) clipped to the rectangle [x0, x1] x [y0, y1] (Sutherland-Hodgman), so that a shape far
+ * larger than the image (a circle of radius 10^6) costs what its visible part costs.
+ */
+export function clipPolygon(pts: number[], x0: number, y0: number, x1: number, y1: number): number[] {
+  let poly = pts;
+  const edges: Array<[(x: number, y: number) => boolean, (ax: number, ay: number, bx: number, by: number) => [number, number]]> = [
+    [(x) => x >= x0, (ax, ay, bx, by) => [x0, ay + ((x0 - ax) / (bx - ax)) * (by - ay)]],
+    [(x) => x <= x1, (ax, ay, bx, by) => [x1, ay + ((x1 - ax) / (bx - ax)) * (by - ay)]],
+    [(_x, y) => y >= y0, (ax, ay, bx, by) => [ax + ((y0 - ay) / (by - ay)) * (bx - ax), y0]],
+    [(_x, y) => y <= y1, (ax, ay, bx, by) => [ax + ((y1 - ay) / (by - ay)) * (bx - ax), y1]],
+  ];
+  for (const [inside, cut] of edges) {
+    const n = poly.length / 2;
+    if (n === 0) break;
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const ax = poly[2 * ((i + n - 1) % n)], ay = poly[2 * ((i + n - 1) % n) + 1], bx = poly[2 * i], by = poly[2 * i + 1];
+      const ain = inside(ax, ay), bin = inside(bx, by);
+      if (bin) {
+        if (!ain) out.push(...cut(ax, ay, bx, by));
+        out.push(bx, by);
+      } else if (ain) out.push(...cut(ax, ay, bx, by));
+    }
+    poly = out;
+  }
+  return poly;
+}
+
 /** Segments of a closed outline around the polyline pts (x, y, ...): a stroke of `width` pixels. */
 function strokeSegments(pts: number[], width: number, closed: boolean): number[] {
   const segs: number[] = [];
@@ -695,15 +734,21 @@ function strokeSegments(pts: number[], width: number, closed: boolean): number[]
   return segs;
 }
 
-/** Each stroke quad filled on its own and merged by maximum, so overlapping quads do not add up. */
-function strokeMask(pts: number[], width: number, closed: boolean): Mask[] {
+/** Each stroke quad filled on its own (clipped to the image) and painted by itself. */
+function strokeMask(pts: number[], width: number, closed: boolean, W: number, H: number): Mask[] {
   const segs = strokeSegments(pts, width, closed);
   const masks: Mask[] = [];
-  for (let i = 0; i < segs.length; i += 16) masks.push(fillSegments(segs.slice(i, i + 16)));
+  for (let i = 0; i < segs.length; i += 16) {
+    const quad: number[] = [];
+    for (let k = i; k < i + 16; k += 4) quad.push(segs[k], segs[k + 1]);
+    const m = polygonMask(quad, W, H);
+    if (m.width > 0) masks.push(m);
+  }
   return masks;
 }
 
-function polygonMask(pts: number[]): Mask {
+function polygonMask(unclipped: number[], W: number, H: number): Mask {
+  const pts = clipPolygon(unclipped, -2, -2, W + 2, H + 2);
   const segs: number[] = [];
   const count = pts.length / 2;
   for (let i = 0; i < count; i++) {
@@ -762,7 +807,7 @@ export function drawGraphic(img: RenderedImage, g: PsGraphic, colour: [number, n
   let closed = false;
   switch (g.type) {
     case 'POINT': {
-      paint(img, polygonMask(ellipsePoints(pts[0], pts[1], 1.5 * lw, 1.5 * lw, 0)), colour);
+      paint(img, polygonMask(ellipsePoints(pts[0], pts[1], 1.5 * lw, 1.5 * lw, 0), img.width, img.height), colour);
       return;
     }
     case 'CIRCLE': {
@@ -786,8 +831,8 @@ export function drawGraphic(img: RenderedImage, g: PsGraphic, colour: [number, n
       if (closed) outline = outline.slice(0, outline.length - 2);
     }
   }
-  if (g.filled && closed && outline.length >= 6) paint(img, polygonMask(outline), colour);
-  for (const m of strokeMask(outline, lw, closed)) paint(img, m, colour);
+  if (g.filled && closed && outline.length >= 6) paint(img, polygonMask(outline, img.width, img.height), colour);
+  for (const m of strokeMask(outline, lw, closed, img.width, img.height)) paint(img, m, colour);
 }
 
 /** Font size of text annotations: 1/40 of the larger output side, 11 pixels at least. */

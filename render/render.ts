@@ -220,8 +220,10 @@ export type AppliedVoi =
  */
 export function appliedVoi(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions = {}): AppliedVoi | undefined {
   if (decoded.samplesPerPixel !== 1 || decoded.photometricInterpretation.toUpperCase() === 'PALETTE COLOR') return undefined;
+  if (opts.presentation) desc = presentedDescription(desc, opts.presentation);
   const voi = frameVoi(desc, frameNumber);
   const r = resolveVoi(voi, opts);
+  if (r.kind === 'none') return undefined; // a presentation state without VOI: nothing to show
   if (r.kind === 'window') return { kind: 'window', center: r.center, width: r.width, function: r.fn, auto: false };
   if (r.kind === 'lut') return { kind: 'lut', explanation: voi.luts[r.index].explanation };
   const pixels = storedValues(decoded);
@@ -419,7 +421,7 @@ export function maxReduction(desc: ImageDescription, frameNumber: number, opts: 
  * worker), this saves an allocation per image; anyone keeping images must not pass it.
  */
 /** Largest image a presentation state's displayed area (MAGNIFY) may make. */
-const MAX_PRESENTED_PIXELS = 64 * 1024 * 1024;
+const MAX_PRESENTED_PIXELS = 4096 * 4096;
 
 export function renderFrame(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions = {}, into?: Uint8Array): RenderedImage {
   if (!Number.isInteger(frameNumber) || frameNumber < 1 || frameNumber > desc.numberOfFrames) {

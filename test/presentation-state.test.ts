@@ -220,6 +220,16 @@ describe('resource form and refusals', () => {
     } finally { await other.stop(); }
   });
 
+  test('a PS of shapes a million pixels wide renders (clipped), a magnification past the output limit is 422', async () => {
+    const t0 = Date.now();
+    const img = await rendered('hostile-huge-shapes');
+    expect([img.width, img.height]).toEqual([128, 128]);
+    expect(Date.now() - t0).toBeLessThan(20_000); // a hang guard, not a timing claim
+    const res = await request(srv.app).get(`${psUrl.get('hostile-magnify')}/rendered?accept=image/png`);
+    expect(res.status).toBe(422);
+    expect(JSON.stringify(res.body)).toMatch(/displayed area/);
+  });
+
   test('a PS applied to a colour image: 422', async () => {
     const res = await request(srv.app).get(`${psUrl.get('refused-colour')}/rendered?accept=image/png`);
     expect(res.status).toBe(422);
