@@ -9,54 +9,110 @@ import { requestAccept, AcceptEntry, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, readBulk, metadataWithBase, InstanceInfo } from './instances';
 import { baseUrl, boundary, sendDicomJson, sendMultipart, wrap } from './http';
 import { BASE_TOKEN } from './ingest';
-import { decodeFrame, initCodecsFor, nativeMediaType } from '../render/codecs';
+import { decodeFrame, initCodecsFor, isEncapsulated, nativeMediaType } from '../render/codecs';
+import { EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, instanceIn, instanceTarget, storedIsLossy, transcodeFrame } from './transcode';
 
-export const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+export { EXPLICIT_LE };
 const NATIVE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2', '1.2.840.10008.1.2.1.99']);
 
 // ---------------------------------------------------------------------------------------------
-// Instances (PS3.18 10.4.1.1.1): original bytes, streamed.
+// Instances (PS3.18 10.4.1.1.1): stored bytes, or transcoded (server/transcode.ts), streamed.
 
-function acceptsDicom(accept: AcceptEntry[], ts: string[]): void {
+/**
+ * The transfer syntax of each instance (PS3.18 8.7.3.5): the first acceptable media range, by q, that gives
+ * every instance a path. No transfer-syntax parameter: Explicit VR Little Endian (Table 8.7.3-2), except for
+ * pixels we hold only in lossy form, or cannot decode, which come as stored (8.7.3's exception). `*`: as stored,
+ * except that Implicit VR Little Endian and Big Endian, which web services do not use (8.7.3), become Explicit VR
+ * Little Endian. A named syntax: as stored, or transcoded where instanceTarget finds a path; Implicit VR Little
+ * Endian and Big Endian are never sent.
+ */
+function negotiateInstances(ctx: ServerContext, accept: AcceptEntry[], list: InstanceInfo[]): string[] {
+  let reason: string | undefined;
   for (const a of accept) {
     const partType = a.params.type ?? (a.type === 'multipart/related' ? 'application/dicom' : undefined);
     const ok = (a.type === 'multipart/related' && (partType === 'application/dicom' || partType === '*/*'))
       || a.type === '*/*' || a.type === 'multipart/*' || a.type === 'application/dicom';
     if (!ok) continue;
     const want = a.params['transfer-syntax'];
-    // We serve what was stored; no transcoding. '*' or no parameter accepts it; a named syntax must match.
-    if (!want || want === '*' || ts.every((t) => t === want)) return;
+    if (want === IMPLICIT_LE || want === EXPLICIT_BE) { reason = `transfer syntax ${want} is not used by web services (PS3.18 8.7.3)`; continue; }
+    const out: string[] = [];
+    for (const info of list) {
+      const stored = info.transferSyntaxUID;
+      const webStored = stored === IMPLICIT_LE || stored === EXPLICIT_BE ? EXPLICIT_LE : stored;
+      let r: { syntax: string } | { reason: string };
+      if (want === '*') r = instanceTarget(ctx, info, webStored);
+      else if (!want) {
+        r = storedIsLossy(info) && isEncapsulated(stored) ? { syntax: stored } : instanceTarget(ctx, info, EXPLICIT_LE);
+        if ('reason' in r && webStored === stored) r = { syntax: stored };
+      } else r = instanceTarget(ctx, info, want);
+      if ('reason' in r) { reason = `instance ${info.sopInstanceUID}: ${r.reason}`; break; }
+      out.push(r.syntax);
+    }
+    if (out.length === list.length) return out;
   }
-  throw notAcceptable('instances are served in their stored transfer syntax (use transfer-syntax=* or the stored one)');
+  throw notAcceptable(reason ?? 'instances are available as multipart/related; type="application/dicom"');
+}
+
+/** Resolves when `res` can take more, or when it closed (then `res.destroyed`). */
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
+    res.on('drain', done); res.on('close', done);
+  });
 }
 
 async function sendInstances(ctx: ServerContext, req: Request, res: Response, list: InstanceInfo[]): Promise<void> {
-  acceptsDicom(requestAccept(req), list.map((i) => i.transferSyntaxUID));
+  const syntaxes = negotiateInstances(ctx, requestAccept(req), list);
   const b = boundary();
-  res.status(200).set('Content-Type', `multipart/related; type="application/dicom"; boundary=${b}`);
-  for (const info of list) {
-    res.write(`--${b}\r\nContent-Type: application/dicom; transfer-syntax=${info.transferSyntaxUID}\r\nContent-Length: ${info.size}\r\n\r\n`);
-    await new Promise<void>((resolve, reject) => {
-      const s = ctx.blobs.stream(info.blobKey);
-      s.on('error', reject);
-      s.on('end', () => resolve());
-      s.pipe(res, { end: false });
-    });
+  for (let i = 0; i < list.length; i++) {
+    const info = list[i];
+    const syntax = syntaxes[i];
+    const chunks = instanceIn(ctx, info, syntax);
+    // The first chunk before the part starts: a first frame that cannot be decoded is still a clean 4xx.
+    let next = await chunks.next();
+    if (!res.headersSent) res.status(200).set('Content-Type', `multipart/related; type="application/dicom"; boundary=${b}`);
+    const length = syntax === info.transferSyntaxUID ? `Content-Length: ${info.size}\r\n` : '';
+    res.write(`--${b}\r\nContent-Type: application/dicom; transfer-syntax=${syntax}\r\n${length}\r\n`);
+    while (!next.done) {
+      if (res.destroyed) { await chunks.return(undefined); return; }
+      if (!res.write(next.value)) await drained(res);
+      next = await chunks.next();
+    }
     res.write('\r\n');
   }
   res.end(`--${b}--\r\n`);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Frames (PS3.18 10.4.1.1.3, 8.7.3.3): compressed as stored, or decoded to Explicit VR Little Endian.
+// Frames (PS3.18 10.4.1.1.3, 8.7.3.3): compressed as stored, decoded to Explicit VR Little Endian, or transcoded
+// into another compressed syntax.
 
-interface FrameChoice { decode: boolean; contentType: string }
+/** target: undefined = the stored bytes as they are; EXPLICIT_LE = decoded; else a compressed syntax to encode. */
+interface FrameChoice { target?: string; contentType: string }
 
-function chooseFrameRepresentation(accept: AcceptEntry[], ts: string, single: boolean): FrameChoice {
+/** PS3.18 Table 8.7.3-5: the syntaxes of each compressed bulk data media type, the default first. */
+const MEDIA_SYNTAXES: Record<string, string[]> = {
+  'image/jpeg': ['1.2.840.10008.1.2.4.70', '1.2.840.10008.1.2.4.50', '1.2.840.10008.1.2.4.51', '1.2.840.10008.1.2.4.57'],
+  'image/dicom-rle': ['1.2.840.10008.1.2.5'],
+  'image/jls': ['1.2.840.10008.1.2.4.80', '1.2.840.10008.1.2.4.81'],
+  'image/jp2': ['1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.4.91'],
+  'image/jpx': ['1.2.840.10008.1.2.4.92', '1.2.840.10008.1.2.4.93'],
+  'image/jphc': ['1.2.840.10008.1.2.4.201', '1.2.840.10008.1.2.4.202', '1.2.840.10008.1.2.4.203'],
+};
+
+function chooseFrameRepresentation(ctx: ServerContext, accept: AcceptEntry[], info: InstanceInfo, single: boolean): FrameChoice {
+  const ts = info.transferSyntaxUID;
   const encapsulated = !NATIVE.has(ts);
   const stored = (encapsulated ? nativeMediaType(ts) : undefined) ?? 'application/octet-stream';
-  const raw: FrameChoice = { decode: encapsulated || ts === '1.2.840.10008.1.2.2', contentType: `application/octet-stream; transfer-syntax=${EXPLICIT_LE}` };
-  const asStored: FrameChoice = { decode: false, contentType: `${stored}; transfer-syntax=${ts}` };
+  const raw: FrameChoice = { target: encapsulated || ts === EXPLICIT_BE ? EXPLICIT_LE : undefined, contentType: `application/octet-stream; transfer-syntax=${EXPLICIT_LE}` };
+  const asStored: FrameChoice = { contentType: `${stored}; transfer-syntax=${ts}` };
+  // A compressed syntax other than the stored one, when a path exists (the instance rules: no lossy to lossless).
+  const transcoded = (target: string, media: string): FrameChoice | undefined => {
+    if (target === ts) return { contentType: `${media}; transfer-syntax=${ts}` };
+    const r = instanceTarget(ctx, info, target);
+    return 'reason' in r || r.syntax !== target ? undefined : { target, contentType: `${media}; transfer-syntax=${target}` };
+  };
+  let reason = `frames of this instance are available as ${stored} (transfer syntax ${ts}), decoded as application/octet-stream, or in the compressed syntaxes we encode`;
   for (const a of accept) {
     let part: string | undefined;
     if (a.type === 'multipart/related') part = a.params.type ?? 'application/octet-stream';
@@ -65,15 +121,26 @@ function chooseFrameRepresentation(accept: AcceptEntry[], ts: string, single: bo
     if (!part) continue;
     const want = a.params['transfer-syntax'];
     if (part === 'application/octet-stream') {
-      if (want === '*') return encapsulated ? { decode: false, contentType: `application/octet-stream; transfer-syntax=${ts}` } : raw;
+      if (want === '*') return encapsulated ? { contentType: `application/octet-stream; transfer-syntax=${ts}` } : raw;
       if (!want || want === EXPLICIT_LE) return raw;
-      if (want === ts) return { decode: false, contentType: `application/octet-stream; transfer-syntax=${ts}` };
+      if (want === ts) return { contentType: `application/octet-stream; transfer-syntax=${ts}` };
+      const t = transcoded(want, 'application/octet-stream');
+      if (t) return t;
       continue;
     }
     if (part === '*/*') return encapsulated ? asStored : raw;
+    const media = Object.keys(MEDIA_SYNTAXES).find((m) => mediaMatches(part!, m) && !part!.endsWith('/*'));
+    if (media) {
+      const syntaxes = MEDIA_SYNTAXES[media];
+      if (want && want !== '*' && !syntaxes.includes(want)) { reason = `transfer syntax ${want} is not one of ${media}`; continue; }
+      if (encapsulated && syntaxes.includes(ts) && (!want || want === '*' || want === ts)) return asStored;
+      const t = transcoded(want && want !== '*' ? want : syntaxes[0], media);
+      if (t) return t;
+      continue;
+    }
     if (encapsulated && mediaMatches(part, stored) && (!want || want === '*' || want === ts)) return asStored;
   }
-  throw notAcceptable(`frames of this instance are available as ${stored} (transfer syntax ${ts}) or decoded as application/octet-stream`);
+  throw notAcceptable(reason);
 }
 
 /** Decoded pixels as Explicit VR Little Endian native bytes (PS3.5 8.2). */
@@ -151,12 +218,15 @@ export function wadoRouter(ctx: ServerContext): express.Router {
     const info = getInstance(ctx, String(req.params.study), String(req.params.series), String(req.params.sop));
     if (info.frames.length === 0) throw notFound('the instance has no pixel data frames');
     const list = parseFrameList(String(req.params.frames), info.frames.length);
-    const choice = chooseFrameRepresentation(requestAccept(req), info.transferSyntaxUID, list.length === 1);
+    const choice = chooseFrameRepresentation(ctx, requestAccept(req), info, list.length === 1);
     const parts: Array<{ contentType: string; body: Buffer }> = [];
     for (const n of list) {
       const frame = await readFrame(ctx, info, n);
       let body = frame.data;
-      if (choice.decode) {
+      if (choice.target && choice.target !== EXPLICIT_LE) {
+        if (!info.render) throw notAcceptable('this instance cannot be decoded; request transfer-syntax=*');
+        body = await transcodeFrame(info.transferSyntaxUID, choice.target, frame, info.render.frame);
+      } else if (choice.target === EXPLICIT_LE) {
         if (!info.render) throw notAcceptable('this instance cannot be decoded; request transfer-syntax=*');
         const f = info.render.frame;
         if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) throw badRequest('frame larger than the decoding pixel limit; request transfer-syntax=*');

@@ -95,3 +95,6 @@ export function decodeFrame(transferSyntaxUID: string, frame: FrameBytes, info: 
 function reduceOption(r: number | undefined): number {
   return typeof r === 'number' && Number.isInteger(r) && r > 0 ? Math.min(r, 16) : 0;
 }
+
+export { encodeFrame, cannotEncode, isEncodable, isLossyTarget, initEncoders, LOSSLESS_TARGETS, LOSSY_TARGETS } from './encode';
+export type { EncodeInfo, EncodedFrame } from './encode';
