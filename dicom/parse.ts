@@ -221,13 +221,23 @@ class Parser {
         valueOffset = off + 8;
         if (length === UNDEFINED && tag !== '7FE00010') vr = 'SQ';
       }
+      let unknownVR = false;
+      if (vr === 'UN' && syntax.explicit && syntax.little) {
+        // PS3.5 6.2.2: an element a writer did not know, sent as UN, is read with its dictionary VR (its value
+        // is in Implicit VR Little Endian, which for a defined length is the same bytes). DCMTK does the same.
+        const known = implicitVR(tag, this.pixelRepresentation);
+        if (known !== 'UN' && (length !== UNDEFINED || known === 'OB' || known === 'OW')) { vr = known; unknownVR = true; }
+      }
 
       const elementPath = path ? `${path}/${tag}` : tag;
       const isPixel = depth === 0 && (tag === '7FE00010' || tag === '7FE00008' || tag === '7FE00009');
 
       if (length === UNDEFINED) {
-        if (isPixel && tag === '7FE00010') {
-          off = this.parseEncapsulated(tag, vr, valueOffset, syntax);
+        // Encapsulated (PS3.5 A.4): Pixel Data at the top level, and also nested, e.g. the Icon Image Sequence
+        // (0088,0200) of a compressed CR/MG/MR, or any OB/OW of undefined length. Only the top level is rendered.
+        if ((syntax.explicit && (vr === 'OB' || vr === 'OW')) || tag === '7FE00010') {
+          off = this.parseEncapsulated(tag, vr, valueOffset, isPixel, elementPath);
+          if (!isPixel) ds[tag] = { vr };
           continue;
         }
         if (vr === 'SQ' || vr === 'UN') {
@@ -246,7 +256,7 @@ class Parser {
 
       if (vr === 'SQ') {
         const items: JsonDataset[] = [];
-        this.parseSequence(valueOffset, length, syntax, elementPath, depth, items);
+        this.parseSequence(valueOffset, length, unknownVR ? { little: true, explicit: false } : syntax, elementPath, depth, items);
         ds[tag] = { vr: 'SQ', Value: items };
       } else if (isPixel) {
         this.pixelData = { tag, vr, encapsulated: false, offset: valueOffset, length, fragments: [], basicOffsetTable: [], firstFragmentItemOffset: 0 };
@@ -255,7 +265,13 @@ class Parser {
       } else if (BINARY_VRS.has(vr)) {
         this.bulk.push({ path: elementPath, vr, offset: valueOffset, length });
         const attr: JsonAttribute = { vr };
-        if (length > 0 && length <= this.inlineLimit) attr.InlineBinary = this.src.read(valueOffset, length).toString('base64');
+        if (length > 0 && length <= this.inlineLimit) {
+          const bytes = this.src.read(valueOffset, length);
+          // DICOM JSON carries binary values in little endian (PS3.18 F.2.7): a big endian file's OW, OL, OF, OD,
+          // OV words (palette and LUT data, overlay data) are swapped here, so readers need not know the syntax.
+          const word = syntax.little ? 1 : vr === 'OW' ? 2 : vr === 'OL' || vr === 'OF' ? 4 : vr === 'OD' || vr === 'OV' ? 8 : 1;
+          attr.InlineBinary = (word === 1 ? bytes : swapWords(bytes, word)).toString('base64');
+        }
         ds[tag] = attr;
       } else {
         ds[tag] = this.value(tag, vr, this.src.read(valueOffset, length), syntax.little);
@@ -300,8 +316,12 @@ class Parser {
     return off;
   }
 
-  /** Encapsulated Pixel Data (PS3.5 A.4): Basic Offset Table item, fragment items, sequence delimiter. */
-  parseEncapsulated(tag: string, vr: string, start: number, syntax: Syntax): number {
+  /**
+   * Encapsulated Pixel Data (PS3.5 A.4): Basic Offset Table item, fragment items, sequence delimiter. Items are
+   * always little endian. `pixel`: the top-level Pixel Data, whose fragments are recorded for rendering; any
+   * other (nested) encapsulated value is only skipped and kept as a bulk value.
+   */
+  parseEncapsulated(tag: string, vr: string, start: number, pixel: boolean, path: string): number {
     let off = start;
     const fragments: Range[] = [];
     let bot: number[] | undefined;
@@ -326,12 +346,13 @@ class Parser {
       }
       off += 8 + len;
     }
-    void syntax;
-    this.pixelData = {
-      tag, vr, encapsulated: true, offset: start, length: off - start, fragments,
-      basicOffsetTable: bot ?? [], firstFragmentItemOffset,
-    };
-    this.bulk.push({ path: tag, vr, offset: start, length: off - start });
+    if (pixel) {
+      this.pixelData = {
+        tag, vr, encapsulated: true, offset: start, length: off - start, fragments,
+        basicOffsetTable: bot ?? [], firstFragmentItemOffset,
+      };
+    }
+    this.bulk.push({ path, vr, offset: start, length: off - start });
     return off;
   }
 
@@ -376,6 +397,15 @@ class Parser {
     void tag;
     return attr;
   }
+}
+
+function swapWords(b: Buffer, size: number): Buffer {
+  const out = Buffer.from(b);
+  const n = out.length - (out.length % size);
+  if (size === 2) out.subarray(0, n).swap16();
+  else if (size === 4) out.subarray(0, n).swap32();
+  else out.subarray(0, n).swap64();
+  return out;
 }
 
 function finiteOrNull(n: number) { return Number.isFinite(n) ? n : null; }
