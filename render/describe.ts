@@ -78,6 +78,7 @@ export function describeImage(ds: JsonDataset): ImageDescription | null {
   };
   if (T.FloatPixelData in ds) frame.pixelFormat = 'float32';
   else if (T.DoubleFloatPixelData in ds) frame.pixelFormat = 'float64';
+  if (bitsAllocated === 8 && ds['7FE00010']?.vr === 'OW') frame.pixelDataOW = true;
 
   const signed = pixelRepresentation === 1;
   const desc: ImageDescription = {

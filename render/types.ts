@@ -15,6 +15,11 @@ export interface FrameInfo {
   samplesPerPixel: number; // 1 or 3
   photometricInterpretation: string; // as stored in the file
   planarConfiguration: number; // 0 interleaved, 1 planar (native colour only)
+  /**
+   * 8-bit samples in Pixel Data of VR OW. In Explicit VR Big Endian, OW is a string of 16-bit words, so each pair of
+   * 8-bit samples is stored swapped (PS3.5 7.3, Annex D); DCMTK writes 8-bit images so. Little endian: no effect.
+   */
+  pixelDataOW?: boolean;
   /** 'int' for Pixel Data, 'float32' for Float Pixel Data, 'float64' for Double Float Pixel Data */
   pixelFormat?: 'int' | 'float32' | 'float64';
   /**
@@ -148,6 +153,12 @@ export interface ImageDescription {
   pixelPaddingRangeLimit?: number;
   palette?: PaletteDescription;
   overlays: OverlayDescription[];
+  /**
+   * Set at ingest when Pixel Data is encapsulated (undefined length, items) under a native transfer syntax in the
+   * file meta, a gateway bug DCMTK's parser reads through: the syntax the fragments are in, told from their content
+   * (detectEncapsulatedSyntax). Frames are decoded with it instead of the file's syntax.
+   */
+  encapsulatedSyntaxUID?: string;
   /** Shared (5200,9229) and Per-Frame (5200,9230) Functional Groups, when the object has them */
   sharedGroup?: FrameGroupDescription;
   perFrameGroups?: Array<FrameGroupDescription | null>;

@@ -12,6 +12,7 @@ import { JsonDataset, num } from '../dicom/json';
 import { pick, searchable, STUDY_LEVEL, SERIES_LEVEL, INSTANCE_LEVEL } from '../storage/levels';
 import { IndexConflict } from '../storage/index-sqlite';
 import { describeImage } from '../render';
+import { detectEncapsulatedSyntax, isEncapsulated } from '../render/codecs';
 import { ServerContext } from './context';
 import { UID_PATTERN } from './errors';
 import { classifyStorageError, FaultError, recordFault } from './faults';
@@ -191,6 +192,15 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
     let render: string | null = null;
     try {
       const d = p.pixelData ? describeImage(ds) : null;
+      if (d && p.pixelData?.encapsulated && !isEncapsulated(p.transferSyntaxUID) && p.pixelData.fragments.length > 0 && !p.deflated) {
+        // Encapsulated Pixel Data under a native syntax in the meta: decode by what the fragments hold.
+        const first = p.pixelData.fragments[0];
+        const head = Buffer.alloc(Math.min(first.length, 65536));
+        const fd = fs.openSync(file, 'r');
+        try { fs.readSync(fd, head, 0, head.length, first.offset); } finally { fs.closeSync(fd); }
+        const detected = detectEncapsulatedSyntax(head);
+        if (detected) d.encapsulatedSyntaxUID = detected;
+      }
       render = d ? JSON.stringify(d) : null;
     } catch {
       render = null; // stored all the same: an archive keeps what it cannot render; rendering answers 4xx

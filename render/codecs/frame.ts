@@ -64,13 +64,33 @@ export function fullResolutionName(photometricInterpretation: string): string {
 
 /**
  * JPEG, JPEG-LS and JPEG 2000 streams end with an EOI / EOC marker (FFD9 in all three: ISO/IEC 10918-1 B.2.1,
- * 14495-1 C.1.1, 15444-1 A.4.4), possibly followed by the byte that pads a fragment to even length
- * (PS3.5 A.4; writers use 0x00 or 0xFF). Codecs happily decode a truncated stream into a partly grey image; we refuse it instead.
+ * 14495-1 C.1.1, 15444-1 A.4.4). Real fragments often carry bytes after it: the byte that pads a fragment to even
+ * length (PS3.5 A.4), or a few stray bytes some writers leave (0x20, 0xCC, ...). libjpeg, and so DCMTK, stops at
+ * the marker and ignores what follows; so do we, and hand the codec the stream up to its end marker. FFD9 cannot
+ * occur inside entropy-coded data (a coded FF is followed by 00 or a restart marker in JPEG, by a byte below 0x80
+ * in JPEG-LS, by a byte below 0x90 in JPEG 2000 packets), so the last FFD9 after the first scan (SOS) or tile (SOT)
+ * header is the end marker. A stream without one is truncated: codecs happily decode it into a partly grey image;
+ * we refuse it instead.
  */
-export function requireEndMarker(syntax: string, data: Uint8Array): void {
-  let end = data.length;
-  while (end > 2 && data.length - end < 8 && (data[end - 1] === 0 || data[end - 1] === 0xff)) end--;
-  if (end < 2 || data[end - 2] !== 0xff || data[end - 1] !== 0xd9) {
-    throw new CodecError('FRAME_TOO_SHORT', `${syntax} frame ends without its end marker (truncated)`);
+export function requireEndMarker(syntax: string, data: Uint8Array): Uint8Array {
+  const scan = firstScanHeader(data);
+  for (let i = data.length - 2; i > scan; i--) {
+    if (data[i] === 0xff && data[i + 1] === 0xd9) return i + 2 === data.length ? data : data.subarray(0, i + 2);
   }
+  throw new CodecError('FRAME_TOO_SHORT', `${syntax} frame ends without its end marker (truncated)`);
+}
+
+/** Offset of the first SOS (FFDA) or SOT (FF90) marker, walking the marker segments from SOI/SOC; 1 if none is found. */
+function firstScanHeader(data: Uint8Array): number {
+  let i = 2;
+  while (i + 4 <= data.length && data[i] === 0xff) {
+    const m = data[i + 1];
+    if (m === 0xda || m === 0x90) return i;
+    if (m === 0xff) { i++; continue; }
+    if (m === 0x01 || (m >= 0xd0 && m <= 0xd9) || m === 0x4f) { i += 2; continue; }
+    const length = (data[i + 2] << 8) | data[i + 3];
+    if (length < 2) break;
+    i += 2 + length;
+  }
+  return 1;
 }

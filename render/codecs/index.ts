@@ -23,7 +23,7 @@ import { syntaxFamily } from './syntaxes';
 
 export { CodecError } from './errors';
 export type { CodecErrorCode } from './errors';
-export { TransferSyntax, isEncapsulated, isSupportedTransferSyntax, nativeMediaType } from './syntaxes';
+export { TransferSyntax, detectEncapsulatedSyntax, isEncapsulated, isSupportedTransferSyntax, nativeMediaType } from './syntaxes';
 export { initCodecs, trimCodecHeaps } from './wasm';
 import { initCodecs, type CodecName } from './wasm';
 
@@ -78,6 +78,12 @@ export function decodeFrame(transferSyntaxUID: string, frame: FrameBytes, info: 
     case 'native':
       return decodeNative(frame, layout, false, options.packed === true, info.embeddedOverlays === true);
     case 'native-big-endian':
+      if (info.bitsAllocated === 8 && info.pixelDataOW) {
+        // 8-bit samples in OW words: swap each pair back into sample order (a copy; the caller's bytes stay as stored)
+        const swapped = new Uint8Array(frame.data);
+        for (let i = 0; i + 1 < swapped.length; i += 2) { const t = swapped[i]; swapped[i] = swapped[i + 1]; swapped[i + 1] = t; }
+        return decodeNative({ ...frame, data: swapped }, layout, true, false, info.embeddedOverlays === true);
+      }
       return decodeNative(frame, layout, true, false, info.embeddedOverlays === true);
     case 'rle':
       return decodeRle(frame, layout, info.embeddedOverlays === true);

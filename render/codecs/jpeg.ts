@@ -74,12 +74,16 @@ export function readFrameHeader(data: Uint8Array, syntax: string): JpegFrameHead
 
 export function decodeJpeg(frame: FrameBytes, layout: PixelLayout): DecodedFrame {
   requireCompressible(layout, 'JPEG');
-  const data = frame.data;
-  const sof = readFrameHeader(data, 'JPEG');
+  const sof = readFrameHeader(frame.data, 'JPEG');
   requireDimensions('JPEG', layout, sof);
-  requireEndMarker('JPEG', data);
+  const data = requireEndMarker('JPEG', frame.data);
   if (sof.marker === 0xc3) return decodeLossless(data, layout, sof);
   const huffmanDct = sof.marker === 0xc0 || sof.marker === 0xc1 || sof.marker === 0xc2;
+  // Colour: libjpeg guesses the stream's colour space from JFIF / Adobe markers and component ids (1,2,3: YCbCr;
+  // 'R','G','B': RGB; anything else, such as 0,1,2: YCbCr), and TurboJPEG converts whatever it takes for YCbCr.
+  // DCMTK (dcmjpeg, default "+cp") converts only when the photometric interpretation says YBR: an RGB image is
+  // taken as stored, whatever the markers say. So RGB frames go to libjpeg without colour conversion.
+  if (huffmanDct && sof.precision === 8 && layout.samplesPerPixel === 3 && layout.photometricInterpretation === 'RGB') return decodeLibjpeg(data, layout, 8);
   if (huffmanDct && sof.precision === 8) return decodeTurbo8(data, layout);
   if ((sof.marker === 0xc1 || sof.marker === 0xc2) && sof.precision === 12) return decodeLibjpeg(data, layout, 12);
   throw new CodecError('UNSUPPORTED_PIXEL_FORMAT', `JPEG process SOF${sof.marker - 0xc0} with ${sof.precision}-bit samples is not supported`);

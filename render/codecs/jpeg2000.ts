@@ -149,10 +149,10 @@ export function decodeJpeg2000(frame: FrameBytes, layout: PixelLayout, high: boo
   const syntax = high ? 'HTJ2K' : 'JPEG 2000';
   const codec: EmscriptenCodec = high ? 'openjph' : 'openjpeg';
   requireCompressible(layout, syntax);
-  const codestream = codestreamOf(frame.data);
+  let codestream = codestreamOf(frame.data);
   const siz = readSiz(codestream, syntax);
   requireDimensions(syntax, layout, siz);
-  requireEndMarker(syntax, codestream);
+  codestream = requireEndMarker(syntax, codestream);
   if (siz.subsampled) throw new CodecError('UNSUPPORTED_PIXEL_FORMAT', `${syntax} with subsampled components is not supported`);
   if (siz.precision > 16) throw new CodecError('UNSUPPORTED_PIXEL_FORMAT', `${syntax} samples above 16 bits are not supported`);
   const level = reduce > 0 ? Math.min(reduce, decompositionLevels(codestream, siz.components)) : 0;

@@ -15,11 +15,10 @@ const INTERLEAVE_NONE = 0;
 
 export function decodeJpegLs(frame: FrameBytes, layout: PixelLayout): DecodedFrame {
   requireCompressible(layout, 'JPEG-LS');
-  const data = frame.data;
-  const sof = readFrameHeader(data, 'JPEG-LS');
+  const sof = readFrameHeader(frame.data, 'JPEG-LS');
   if (sof.marker !== 0xf7) throw new CodecError('CORRUPT_BITSTREAM', 'JPEG-LS frame has no SOF55 header');
   requireDimensions('JPEG-LS', layout, sof);
-  requireEndMarker('JPEG-LS', data);
+  const data = requireEndMarker('JPEG-LS', frame.data);
   if (sof.precision < 2 || sof.precision > 16) throw new CodecError('CORRUPT_BITSTREAM', 'JPEG-LS precision out of range');
   return withDecoder('charls', (decoder) => {
     decoder.getEncodedBuffer(data.length).set(data);

@@ -81,3 +81,40 @@ export function nativeMediaType(transferSyntaxUID: string): string | undefined {
   const family = syntaxFamily(transferSyntaxUID);
   return family === undefined ? undefined : MEDIA_TYPE[family];
 }
+
+/**
+ * The transfer syntax a compressed frame is in, told from its first bytes, for encapsulated Pixel Data found under a
+ * native syntax: JPEG by its frame header (SOF3 lossless; SOF0 8-bit baseline; SOF1/SOF2 extended), JPEG-LS by
+ * SOF55, JPEG 2000 by its codestream (SOC, SIZ) or JP2 signature box, RLE by its 64-byte header (PS3.5 G.3.1:
+ * 1 to 15 segments, the first at offset 64). Undefined when none fits.
+ */
+export function detectEncapsulatedSyntax(head: Uint8Array): string | undefined {
+  if (head.length >= 4 && head[0] === 0xff && head[1] === 0xd8) {
+    let i = 2;
+    while (i + 4 <= head.length && head[i] === 0xff) {
+      const m = head[i + 1];
+      if (m === 0xff) { i++; continue; }
+      if (m === 0x01 || (m >= 0xd0 && m <= 0xd9)) { i += 2; continue; }
+      if (m === 0xf7) return TransferSyntax.JPEGLSLossless;
+      if (m === 0xc3) return TransferSyntax.JPEGLosslessSV1;
+      if (m === 0xc0) return TransferSyntax.JPEGBaseline8Bit;
+      if (m === 0xc1 || m === 0xc2) return TransferSyntax.JPEGExtended12Bit;
+      if (m === 0xda) return undefined;
+      i += 2 + ((head[i + 2] << 8) | head[i + 3]);
+    }
+    return undefined;
+  }
+  if (head.length >= 4 && head[0] === 0xff && head[1] === 0x4f && head[2] === 0xff && head[3] === 0x51) return TransferSyntax.JPEG2000;
+  if (head.length >= 12 && head[4] === 0x6a && head[5] === 0x50 && head[6] === 0x20 && head[7] === 0x20) return TransferSyntax.JPEG2000;
+  if (head.length >= 64) {
+    const v = new DataView(head.buffer, head.byteOffset, 64);
+    const n = v.getUint32(0, true);
+    if (n >= 1 && n <= 15 && v.getUint32(4, true) === 64) {
+      let ok = true;
+      for (let k = 1; k < n; k++) if (v.getUint32(4 + 4 * k, true) <= v.getUint32(4 * k, true)) ok = false;
+      for (let k = n; k < 15; k++) if (v.getUint32(4 + 4 * k, true) !== 0) ok = false;
+      if (ok) return TransferSyntax.RLELossless;
+    }
+  }
+  return undefined;
+}
