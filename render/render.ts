@@ -125,13 +125,40 @@ function isFloatArray(p: unknown): p is Float32Array | Float64Array {
   return p instanceof Float32Array || p instanceof Float64Array;
 }
 
-/** Min and max modality value over the frame (DCMTK +Wm: this frame only, padding not excluded). */
-function modalityMinMax(pixels: ArrayLike<number>, count: number, modality: Step): { min: number; max: number } {
+/**
+ * Stored values that are padding (PS3.3 C.7.5.1.1.2): Pixel Padding Value alone, or the range from it to Pixel Padding
+ * Range Limit, inclusive, whichever way round they are given.
+ */
+export function paddingRange(desc: ImageDescription): { lo: number; hi: number } | undefined {
+  const v = desc.pixelPaddingValue;
+  if (v === undefined) return undefined;
+  const l = desc.pixelPaddingRangeLimit ?? v;
+  return { lo: Math.min(v, l), hi: Math.max(v, l) };
+}
+
+/**
+ * Min and max modality value over the frame, the automatic window's input (DCMTK +Wm: this frame only). Pixels
+ * whose stored value is padding (`pad`) are left out, as PS3.3 C.7.5.1.1.2 asks (DCMTK 3.6.7 counts them; our
+ * fixture's reference is its +Wm of a copy without the padding, test/fixtures/issue16); a frame of padding only
+ * falls back to all pixels.
+ */
+function modalityMinMax(pixels: ArrayLike<number>, count: number, modality: Step, pad?: { lo: number; hi: number }): { min: number; max: number } {
   let smin = Infinity, smax = -Infinity;
-  for (let i = 0; i < count; i++) {
-    const v = pixels[i];
-    if (v < smin) smin = v;
-    if (v > smax) smax = v;
+  if (pad) {
+    const { lo, hi } = pad;
+    for (let i = 0; i < count; i++) {
+      const v = pixels[i];
+      if (v >= lo && v <= hi) continue;
+      if (v < smin) smin = v;
+      if (v > smax) smax = v;
+    }
+  }
+  if (smin === Infinity) {
+    for (let i = 0; i < count; i++) {
+      const v = pixels[i];
+      if (v < smin) smin = v;
+      if (v > smax) smax = v;
+    }
   }
   // the modality step may be non-monotonic (a Modality LUT): scan the stored range present
   let min = Infinity, max = -Infinity;
@@ -228,7 +255,7 @@ export function appliedVoi(desc: ImageDescription, frameNumber: number, decoded:
   if (r.kind === 'lut') return { kind: 'lut', explanation: voi.luts[r.index].explanation };
   const pixels = storedValues(decoded);
   const modality: Step = isFloatArray(pixels) ? (x) => x : modalityStep(frameModalityLut(desc, frameNumber));
-  const { min, max } = modalityMinMax(pixels, decoded.rows * decoded.columns, modality);
+  const { min, max } = modalityMinMax(pixels, decoded.rows * decoded.columns, modality, isFloatArray(pixels) ? undefined : paddingRange(desc));
   const w = minMaxWindow(min, max);
   return { kind: 'window', center: w.center, width: w.width, function: 'LINEAR', auto: true };
 }
@@ -265,7 +292,7 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
   const modality = modalityStep(frameModalityLut(desc, frameNumber));
   const range = storedRange(decoded.bitsStored, decoded.signed);
   if (decoded.bitsStored > 16) {
-    const step = compose(modality, voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, modality), () => modalityAbsRange(frameModalityLut(desc, frameNumber), range), plut));
+    const step = compose(modality, voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, modality, paddingRange(desc)), () => modalityAbsRange(frameModalityLut(desc, frameNumber), range), plut));
     for (let i = 0; i < count; i++) {
       const v = step(pixels[i]);
       out[i] = v <= 0 ? 0 : v >= 255 ? 255 : v;
@@ -274,7 +301,7 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
   }
 
   let mm: { min: number; max: number } | undefined;
-  const getMinMax = () => (mm ??= modalityMinMax(storedValues(decoded), count, modality));
+  const getMinMax = () => (mm ??= modalityMinMax(storedValues(decoded), count, modality, paddingRange(desc)));
   const voiKey = resolved.kind === 'window' ? `w${resolved.center},${resolved.width},${resolved.fn}`
     : resolved.kind === 'lut' ? `l${resolved.index}` : resolved.kind === 'none' ? 'n' : `m${getMinMax().min},${getMinMax().max}`;
   const key = desc.sopInstanceUID ? `${desc.sopInstanceUID}|${frameNumber}|${voiKey}|${inverted ? 1 : 0}|${range.min}|${range.max}` : undefined;
