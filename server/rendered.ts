@@ -10,7 +10,7 @@ import * as crypto from 'crypto';
 import * as path from 'path';
 import { Piscina } from 'piscina';
 import { ServerContext } from './context';
-import { badRequest, HttpError, notAcceptable, notFound } from './errors';
+import { badRequest, HttpError, notAcceptable, notFound, payloadTooLarge } from './errors';
 import { requestAccept, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
 import { parseFrameList } from './wado';
@@ -22,6 +22,20 @@ import { GarbageBudget } from './gc';
 import { GSPS_SOP_CLASS, loadPresentationState, referencedImage } from './presentation';
 import { presentationFor, referencedFrames } from '../render/presentation-state';
 import type { DecodedFrame, RenderOptions, RenderedMediaType } from '../render';
+
+/**
+ * Whether an instance's frames can be rendered, else the refusal: 406 for an instance without image pixel data (no
+ * image media type can represent it); 413 for a frame over the server's pixel limit (MAX_RENDER_PIXELS), with the
+ * limit in the reason, checked before anything is read or allocated; 422 for Pixel Data shorter than one frame.
+ */
+export function requireRenderable(info: InstanceInfo, maxPixels: number): void {
+  if (!info.render) throw new HttpError(406, 'this instance has no renderable pixel data');
+  const f = info.render.frame;
+  if (f.rows * f.columns > maxPixels) {
+    throw payloadTooLarge(`frame of ${f.columns}x${f.rows} = ${f.rows * f.columns} pixels is over this server's rendering limit of ${maxPixels} pixels (MAX_RENDER_PIXELS)`);
+  }
+  if (info.frames.length === 0) throw new HttpError(422, 'Pixel Data is shorter than one frame');
+}
 
 /** Bumped whenever rendering output changes, so ETags change with it. */
 export const RENDER_VERSION = '2';
@@ -233,15 +247,15 @@ export class RenderService {
   }
 
   private async renderUncached(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType, key: string): Promise<Buffer> {
-    if (!info.render) throw new HttpError(406, 'this instance has no renderable pixel data');
+    requireRenderable(info, this.ctx.config.limits.maxRenderPixels);
     const f = info.render.frame;
-    if (f.rows * f.columns > this.ctx.config.limits.maxRenderPixels) throw badRequest('frame larger than the rendering pixel limit');
     // A viewer changing the window re-renders the same frame: its bytes (or decoded samples) come from memory.
     const frameKey = `${info.sopInstanceUID}|${info.sha256}|${frameNumber}`;
-    const compressed = isEncapsulated(info.transferSyntaxUID);
+    const syntax: string = info.render.encapsulatedSyntaxUID ?? info.transferSyntaxUID;
+    const compressed = isEncapsulated(syntax);
     // JPEG 2000 for a viewport that shrinks it: decoded at the resolution the output shows (maxReduction), kept
     // under its own key; the full decode, when cached, serves every request.
-    const reduce = compressed && decodesReduced(info.transferSyntaxUID) ? maxReduction(info.render, frameNumber, params.options) : 0;
+    const reduce = compressed && decodesReduced(syntax) ? maxReduction(info.render, frameNumber, params.options) : 0;
     const decodedKey = reduce > 0 ? `${frameKey}|r${reduce}` : frameKey;
     const lookup = (): CachedFrame | undefined => {
       const full = this.frames.get(frameKey);
@@ -267,7 +281,7 @@ export class RenderService {
         this.oldGarbage.add(this.frames.set(frameKey, frame, read.data.byteLength));
       }
       const task: RenderTask = {
-        transferSyntaxUID: info.transferSyntaxUID, data: frame.data, bitOffset: frame.bitOffset, decoded: frame.decoded,
+        transferSyntaxUID: syntax, data: frame.data, bitOffset: frame.bitOffset, decoded: frame.decoded,
         reduce: frame.decoded ? undefined : reduce,
         desc: info.render, frameNumber, options: params.options, mediaType, quality: params.quality,
         annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
@@ -351,6 +365,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     sendMultipart(res, type, parts);
   };
 
+  const maxPixels = ctx.config.limits.maxRenderPixels;
   const inst = (req: Request) => getInstance(ctx, String(req.params.study), String(req.params.series), String(req.params.sop));
   const renderable = (list: InstanceInfo[]) => {
     const ok = list.filter((i) => i.render && i.frames.length > 0);
@@ -360,7 +375,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
 
   r.get('/studies/:study/series/:series/instances/:sop/frames/:frames/rendered', wrap(async (req, res) => {
     const info = inst(req);
-    if (!info.render || info.frames.length === 0) throw new HttpError(406, 'this instance has no renderable pixel data');
+    requireRenderable(info, maxPixels);
     const frames = parseFrameList(String(req.params.frames), info.frames.length);
     const params = parseRenderedParams(req.query, maxViewport);
     if (frames.length === 1) return sendOne(req, res, info, frames[0], params);
@@ -372,7 +387,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   r.get('/studies/:study/series/:series/instances/:sop/rendered', wrap(async (req, res) => {
     const info = inst(req);
     if (info.sopClassUID === GSPS_SOP_CLASS) return sendPresentation(req, res, info);
-    if (!info.render || info.frames.length === 0) throw new HttpError(406, 'this instance has no renderable pixel data');
+    requireRenderable(info, maxPixels);
     const params = parseRenderedParams(req.query, maxViewport);
     const multipart = requestAccept(req).some((a) => a.type === 'multipart/related');
     if (info.frames.length > 1 && multipart) return sendMany(req, res, info.frames.map((_, i) => ({ info, frame: i + 1 })), params);

@@ -4,7 +4,7 @@
  */
 import express, { Request, Response } from 'express';
 import { ServerContext } from './context';
-import { badRequest, notAcceptable, notFound } from './errors';
+import { badRequest, notAcceptable, notFound, payloadTooLarge } from './errors';
 import { requestAccept, AcceptEntry, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, readBulk, metadataWithBase, InstanceInfo } from './instances';
 import { baseUrl, boundary, sendDicomJson, sendMultipart, wrap } from './http';
@@ -229,7 +229,9 @@ export function wadoRouter(ctx: ServerContext): express.Router {
       } else if (choice.target === EXPLICIT_LE) {
         if (!info.render) throw notAcceptable('this instance cannot be decoded; request transfer-syntax=*');
         const f = info.render.frame;
-        if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) throw badRequest('frame larger than the decoding pixel limit; request transfer-syntax=*');
+        if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) {
+          throw payloadTooLarge(`frame of ${f.columns}x${f.rows} pixels is over this server's decoding limit of ${ctx.config.limits.maxRenderPixels} pixels (MAX_RENDER_PIXELS); request transfer-syntax=*`);
+        }
         await initCodecsFor(info.transferSyntaxUID); // only this syntax's codec: each wasm heap stays in this thread
         const decoded = decodeFrame(info.transferSyntaxUID, { data: frame.data, bitOffset: frame.bitOffset }, f); // CodecError: 4xx in app.ts
         body = toLittleEndianBytes(decoded.pixels as any);

@@ -1,7 +1,7 @@
 /**
  * Limits (server/config.ts Limits), each enforced with a clear answer: a STOW-RS body above the limit is 413; a part
  * above the part limit is a FailedSOPSequence item (0xA700, Out of Resources) while the other parts are stored;
- * frames above the pixel limit are not rendered or decoded; viewports above the limit are 400; a request that
+ * frames above the pixel limit are not rendered or decoded (413, with the limit); viewports above the limit are 400; a request that
  * stalls past the time limit is 503. And the configuration: flags and environment, defaults, refusals.
  */
 import * as fs from 'fs';
@@ -48,15 +48,15 @@ describe('request body and part size', () => {
 describe('rendering limits', () => {
   test('a frame above the pixel limit is not rendered, nor decoded for frames', async () => {
     const r = await request(srv.url).get(`${ctUrl}/rendered`).set('Accept', 'image/png');
-    expect(r.status).toBe(400);
-    expect(r.body.error).toMatch(/pixel limit/);
+    expect(r.status).toBe(413); // not 406: the media type is fine, the frame is too large (issue 16)
+    expect(r.body.error).toMatch(/128x128 = 16384 pixels is over this server's rendering limit of 10000 pixels/);
     const j = uids.get('JPEG2000')!;
     const { body, contentType } = multipartBody([fs.readFileSync(corpusFile('JPEG2000'))]); // 1024x256
     expect((await request(srv.url).post('/dicom-web/studies').set('Content-Type', contentType).send(body)).status).toBe(200);
     const frames = await request(srv.url).get(`/dicom-web/studies/${j.study}/series/${j.series}/instances/${j.instance}/frames/1`)
       .set('Accept', 'multipart/related; type="application/octet-stream"');
-    expect(frames.status).toBe(400);
-    expect(frames.body.error).toMatch(/pixel limit/);
+    expect(frames.status).toBe(413);
+    expect(frames.body.error).toMatch(/decoding limit of 10000 pixels/);
     // as stored, without decoding, it is served
     const stored = await request(srv.url).get(`/dicom-web/studies/${j.study}/series/${j.series}/instances/${j.instance}/frames/1`)
       .set('Accept', 'multipart/related; type="application/octet-stream"; transfer-syntax=*');
