@@ -38,7 +38,7 @@ export function requireRenderable(info: InstanceInfo, maxPixels: number): void {
 }
 
 /** Bumped whenever rendering output changes, so ETags change with it. */
-export const RENDER_VERSION = '2';
+export const RENDER_VERSION = '3';
 /** Bumped whenever burnt-in annotation changes; only annotated images' ETags carry it. */
 export const ANNOTATION_VERSION = '1';
 
