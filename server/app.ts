@@ -17,6 +17,7 @@ import { wadoRouter } from './wado';
 import { renderedRouter, RenderService } from './rendered';
 import { authMiddleware } from './auth';
 import { signedLinksRouter } from './signed-links';
+import { deadlines } from './deadlines';
 
 export interface App {
   app: express.Express;
@@ -63,13 +64,8 @@ export async function createApp(config: Config): Promise<App> {
       next();
     });
   }
-  app.use((req, res, next) => {
-    res.setTimeout(config.limits.requestTimeoutMs, () => {
-      if (!res.headersSent) res.status(503).type('application/json').send(JSON.stringify({ error: 'request took longer than the time limit' }));
-      else res.destroy();
-    });
-    next();
-  });
+  app.use(deadlines(config.limits));
+  app.locals.limits = config.limits; // for listen(): Node's own whole-request timer must not cut uploads first
   app.use(cors(config));
   const root = express.Router();
   root.use(authMiddleware(config.auth)); // after CORS, so preflights are answered without credentials
@@ -121,6 +117,10 @@ export async function createApp(config: Config): Promise<App> {
 export function listen(app: express.Express, port: number, host: string): Promise<http.Server> {
   return new Promise((resolve, reject) => {
     const server = app.listen(port, host);
+    // Node's requestTimeout (300 s by default) would cut any upload longer than that; server/deadlines.ts
+    // bounds uploads by their own limits, this stays only as a backstop past them.
+    const limits = app.locals.limits as Config['limits'] | undefined;
+    if (limits) server.requestTimeout = limits.uploadTimeoutMs + 60_000;
     // Requests Node's parser refuses (oversized headers or URL, malformed request line) get a JSON reason too.
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable || (err as any).code === 'ECONNRESET') { socket.destroy(); return; }

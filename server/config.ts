@@ -14,8 +14,17 @@ export interface Limits {
   maxRenderPixels: number;
   /** Largest viewport side (pixels) a rendered request may ask for. */
   maxViewport: number;
-  /** Time a request may take before it is answered 503, milliseconds. */
+  /**
+   * Time a request may take before it is answered 503, milliseconds: from its arrival (or, with a body, from the
+   * body's end) to the start of the response; a response that then stalls this long is cut.
+   */
   requestTimeoutMs: number;
+  /** Longest time a request body (an upload) may take to arrive, milliseconds (408 after). */
+  uploadTimeoutMs: number;
+  /** Slowest a request body may arrive, bytes per second over each window (408 below it; 0: no minimum). */
+  minUploadRate: number;
+  /** The window the upload rate is measured over, milliseconds. */
+  uploadRateWindowMs: number;
 }
 
 /** OpenID Connect bearer tokens (JWTs), verified against the issuer's JWKS. */
@@ -66,6 +75,9 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
+/** What tests and embedders may set over the flags: any field, and any subset of the limits. */
+export type ConfigOverrides = Partial<Omit<Config, 'limits'>> & { limits?: Partial<Limits> };
+
 const DEFAULTS: Config = {
   port: 8042,
   host: '0.0.0.0',
@@ -77,6 +89,9 @@ const DEFAULTS: Config = {
     maxRenderPixels: 100_000_000,
     maxViewport: 8192,
     requestTimeoutMs: 120_000,
+    uploadTimeoutMs: 3_600_000,
+    minUploadRate: 1024,
+    uploadRateWindowMs: 10_000,
   },
   renderCacheBytes: 16 * 1024 * 1024,
   frameCacheBytes: 48 * 1024 * 1024,
@@ -92,7 +107,7 @@ function int(name: string, v: string, min: number, max: number): number {
 }
 
 /** Flags: --port N --host H --data DIR --public-url URL --cors-origins a,b --render-workers N ... */
-export function loadConfig(argv: string[] = [], env: Record<string, string | undefined> = {}, overrides: Partial<Config> = {}): Config {
+export function loadConfig(argv: string[] = [], env: Record<string, string | undefined> = {}, overrides: ConfigOverrides = {}): Config {
   const flags: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -107,7 +122,7 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
   }
   const get = (flag: string, envName: string) => flags[flag] ?? env[envName];
   const known = new Set(['port', 'host', 'data', 'public-url', 'cors-origins', 'render-workers', 'render-cache-mb', 'frame-cache-mb', 'max-body-mb',
-    'max-part-mb', 'max-render-pixels', 'max-viewport', 'request-timeout-ms', 'log-requests',
+    'max-part-mb', 'max-render-pixels', 'max-viewport', 'request-timeout-ms', 'upload-timeout-ms', 'min-upload-rate', 'upload-rate-window-ms', 'log-requests',
     'auth-issuer', 'auth-audience', 'auth-jwks-url', 'auth-jwks-file', 'auth-read-scope', 'auth-write-scope', 'api-keys', 'api-keys-file',
     'signed-link-key', 'signed-link-max-seconds']);
   for (const f of Object.keys(flags)) if (!known.has(f)) throw new ConfigError(`unknown option --${f}`);
@@ -130,6 +145,9 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
   v('max-render-pixels', 'MAX_RENDER_PIXELS', (s) => { c.limits.maxRenderPixels = int('max-render-pixels', s, 1, 2 ** 31 - 1); });
   v('max-viewport', 'MAX_VIEWPORT', (s) => { c.limits.maxViewport = int('max-viewport', s, 1, 65535); });
   v('request-timeout-ms', 'REQUEST_TIMEOUT_MS', (s) => { c.limits.requestTimeoutMs = int('request-timeout-ms', s, 100, 3_600_000); });
+  v('upload-timeout-ms', 'UPLOAD_TIMEOUT_MS', (s) => { c.limits.uploadTimeoutMs = int('upload-timeout-ms', s, 1000, 7 * 24 * 3_600_000); });
+  v('min-upload-rate', 'MIN_UPLOAD_RATE', (s) => { c.limits.minUploadRate = int('min-upload-rate', s, 0, 2 ** 31 - 1); });
+  v('upload-rate-window-ms', 'UPLOAD_RATE_WINDOW_MS', (s) => { c.limits.uploadRateWindowMs = int('upload-rate-window-ms', s, 500, 3_600_000); });
   v('log-requests', 'LOG_REQUESTS', (s) => { c.logRequests = s === 'true' || s === '1'; });
   readAuth(c.auth, get);
   const merged: Config = { ...c, ...overrides, limits: { ...c.limits, ...(overrides.limits ?? {}) } };

@@ -6,6 +6,7 @@
 import * as zlib from 'zlib';
 import { ServerContext } from './context';
 import { checkUID, notFound } from './errors';
+import { FaultError, recordFault } from './faults';
 import { FrameLocation } from '../dicom/frames';
 import { BulkRef } from '../dicom/parse';
 
@@ -72,7 +73,33 @@ export function instancesOf(ctx: ServerContext, study: string, series?: string):
 /** Forget cached rows (used by `verify --repair`). */
 export function clearInstanceCache(ctx: ServerContext): void { caches.delete(ctx); }
 
+/** A stored instance whose blob is missing or damaged: 500 with the reason, logged and counted. */
+export function damagedBlob(info: InstanceInfo, kind: 'blob-missing' | 'blob-corrupt', detail: string): FaultError {
+  recordFault(kind, `instance ${info.sopInstanceUID}, blob ${info.blobKey}: ${detail}`);
+  return new FaultError(500, kind === 'blob-missing'
+    ? 'the stored bytes of this instance are missing'
+    : 'the stored bytes of this instance do not match what was stored', kind);
+}
+
+/** Before reading a stored instance: its blob exists with its recorded size (one stat), else a damagedBlob error. */
+export async function checkBlob(ctx: ServerContext, info: InstanceInfo): Promise<void> {
+  const size = await ctx.blobs.size(info.blobKey);
+  if (size === undefined) throw damagedBlob(info, 'blob-missing', 'not found');
+  if (size !== info.size) throw damagedBlob(info, 'blob-corrupt', `${size} bytes, ${info.size} recorded`);
+}
+
 async function readRanges(ctx: ServerContext, info: InstanceInfo, ranges: { offset: number; length: number }[]): Promise<Buffer> {
+  await checkBlob(ctx, info);
+  try {
+    return await readRangesUnchecked(ctx, info, ranges);
+  } catch (e: any) {
+    if (e?.code === 'ENOENT') throw damagedBlob(info, 'blob-missing', 'removed while being read');
+    if (/shorter than the index says/.test(String(e?.message))) throw damagedBlob(info, 'blob-corrupt', 'shorter than recorded');
+    throw e;
+  }
+}
+
+async function readRangesUnchecked(ctx: ServerContext, info: InstanceInfo, ranges: { offset: number; length: number }[]): Promise<Buffer> {
   if (info.bulk.deflated) {
     // Deflated transfer syntax: offsets are into the inflated dataset (rare syntax, small files).
     const file = await ctx.blobs.readAll(info.blobKey);

@@ -6,7 +6,8 @@ import express, { Request, Response } from 'express';
 import { ServerContext } from './context';
 import { badRequest, notAcceptable, notFound, payloadTooLarge } from './errors';
 import { requestAccept, AcceptEntry, mediaMatches } from './accept';
-import { getInstance, instancesOf, readFrame, readBulk, metadataWithBase, InstanceInfo } from './instances';
+import { getInstance, instancesOf, readFrame, readBulk, metadataWithBase, InstanceInfo, checkBlob, damagedBlob } from './instances';
+import * as crypto from 'crypto';
 import { baseUrl, boundary, sendDicomJson, sendMultipart, wrap } from './http';
 import { BASE_TOKEN } from './ingest';
 import { decodeFrame, initCodecsFor, isEncapsulated, nativeMediaType } from '../render/codecs';
@@ -61,8 +62,14 @@ function drained(res: Response): Promise<void> {
   });
 }
 
+/**
+ * Streams whole instances. Integrity: before the headers, each blob must exist with its recorded size (else 500
+ * with the reason); while streaming, each is hashed, and one whose SHA-256 differs from the recorded one ends the
+ * response before its closing boundary (the connection is reset), so a client never takes damaged bytes for whole.
+ */
 async function sendInstances(ctx: ServerContext, req: Request, res: Response, list: InstanceInfo[]): Promise<void> {
   const syntaxes = negotiateInstances(ctx, requestAccept(req), list);
+  for (const info of list) await checkBlob(ctx, info);
   const b = boundary();
   for (let i = 0; i < list.length; i++) {
     const info = list[i];
@@ -71,12 +78,24 @@ async function sendInstances(ctx: ServerContext, req: Request, res: Response, li
     // The first chunk before the part starts: a first frame that cannot be decoded is still a clean 4xx.
     let next = await chunks.next();
     if (!res.headersSent) res.status(200).set('Content-Type', `multipart/related; type="application/dicom"; boundary=${b}`);
-    const length = syntax === info.transferSyntaxUID ? `Content-Length: ${info.size}\r\n` : '';
+    const asStored = syntax === info.transferSyntaxUID;
+    const length = asStored ? `Content-Length: ${info.size}\r\n` : '';
     res.write(`--${b}\r\nContent-Type: application/dicom; transfer-syntax=${syntax}\r\n${length}\r\n`);
+    // Stored bytes sent as they are: hashed on the way, checked against the recorded SHA-256 before the part ends.
+    const hash = asStored ? crypto.createHash('sha256') : undefined;
+    let sent = 0;
     while (!next.done) {
       if (res.destroyed) { await chunks.return(undefined); return; }
+      hash?.update(next.value);
+      sent += next.value.length;
       if (!res.write(next.value)) await drained(res);
       next = await chunks.next();
+    }
+    if (hash) {
+      const digest = hash.digest('hex');
+      if (sent !== info.size || digest !== info.sha256) {
+        throw damagedBlob(info, 'blob-corrupt', sent !== info.size ? `${sent} bytes streamed, ${info.size} recorded` : `SHA-256 ${digest.slice(0, 16)}…, recorded ${info.sha256.slice(0, 16)}…`);
+      }
     }
     res.write('\r\n');
   }

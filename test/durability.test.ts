@@ -19,6 +19,7 @@ import { execFile } from 'child_process';
 import request from 'supertest';
 import { spawnServer, ChildServer, VERIFY_JS } from './helpers/auth-child-server';
 import { corpusFile, multipartBody, parseMultipartResponse, binaryParser, readUids } from './helpers/server';
+import { canMount, mountTmpfs, unmount } from './helpers/tmpfs';
 
 const uids = new Map(readUids().map((u) => [u.file, u]));
 const TEMPLATES = ['CT_small', 'MR_small', '693_UNCR'].map((name) => ({ name, bytes: fs.readFileSync(corpusFile(name)), ...uids.get(name)! }));
@@ -153,6 +154,71 @@ describe('crashes: SIGKILL during concurrent uploads', () => {
     expect(final.report.indexed).toBe(final.report.blobs);
     console.log(`durability: ${ROUNDS} kills, ${attempts} instances sent, ${acked.size} acknowledged and all retrieved intact; ${crashLeftovers} crash leftovers found by verify`);
     expect(acked.size).toBeGreaterThan(0);
+  });
+});
+
+// A real full disk (a small tmpfs; skipped where this process may not mount): uploads fill it, the server keeps
+// answering (507 once full, never a crash or a 4xx), is SIGKILLed, restarts on the full disk, and every instance
+// acknowledged before is still there, byte-identical.
+(canMount ? describe : describe.skip)('a full disk: uploads fill it, SIGKILL, restart', () => {
+  test('every acknowledged instance survives; a full disk answers 507 and the process stays up', async () => {
+    const mount = mountTmpfs(10 * 1024 * 1024)!;
+    const dataDir = path.join(mount, 'data');
+    const acked = new Map<string, { t: typeof TEMPLATES[number]; bytes: Buffer }>();
+    let full = 0;
+    try {
+      for (let round = 0; round < 3; round++) {
+        const srv = await spawnServer(dataDir, ['--render-workers', '0']);
+        for (const [sop, a] of acked) {
+          const got = await retrieve(srv, a.t, sop);
+          expect({ sop, status: got.status }).toEqual({ sop, status: 200 });
+          expect(got.bytes!.equals(a.bytes)).toBe(true);
+        }
+        let stop = false;
+        let fullThisRound = 0;
+        const client = async (c: number) => {
+          for (let i = 0; !stop; i++) {
+            const t = TEMPLATES[(c + i + round) % TEMPLATES.length];
+            const items = [variant(t), ...(i % 2 ? [variant(TEMPLATES[0])] : [])];
+            let res: StowOutcome;
+            try { res = await stowRaw(srv.base, items.map((x) => x.bytes)); } catch { return; } // killed
+            expect([200, 202, 507]).toContain(res.status);
+            if (res.status === 507) { full++; fullThisRound++; }
+            for (const f of res.body['00081198']?.Value ?? []) expect(f['00081197'].Value[0]).toBe(0xa700);
+            for (const ref of res.body['00081199']?.Value ?? []) {
+              const sop = ref['00081155'].Value[0];
+              const item = items.find((x) => x.sop === sop)!;
+              acked.set(sop, { t: sop === items[0].sop ? t : TEMPLATES[0], bytes: item.bytes });
+            }
+          }
+        };
+        const clients = Array.from({ length: 3 }, (_, c) => client(c));
+        const until = Date.now() + 20_000;
+        while (fullThisRound < 6 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+        expect(fullThisRound).toBeGreaterThan(0); // the disk did fill, and the server answered it
+        expect((await request(srv.url).get('/health')).status).toBe(200); // and is still up
+        await new Promise((r) => setTimeout(r, crypto.randomInt(300)));
+        stop = true;
+        await srv.kill();
+        await Promise.all(clients);
+        const check = await runVerify(dataDir);
+        for (const p of check.report.problems) expect(['orphan-blob', 'staging-leftover']).toContain(p.kind);
+      }
+      const srv = await spawnServer(dataDir, ['--render-workers', '0']);
+      try {
+        for (const [sop, a] of acked) {
+          const got = await retrieve(srv, a.t, sop);
+          expect({ sop, status: got.status }).toEqual({ sop, status: 200 });
+          expect(got.bytes!.equals(a.bytes)).toBe(true);
+        }
+      } finally {
+        await srv.stop();
+      }
+      expect(acked.size).toBeGreaterThan(0);
+      expect(full).toBeGreaterThan(0);
+    } finally {
+      unmount(mount);
+    }
   });
 });
 

@@ -11,10 +11,13 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import * as http from 'http';
 import { execFileSync } from 'child_process';
 import request from 'supertest';
+import { canMount, mountTmpfs, unmount, freeBytes as free } from './helpers/tmpfs';
 import { startServer, TestServer, corpusFile, multipartBody, readUids, binaryParser, parseMultipartResponse } from './helpers/server';
 import { faultCounts } from '../server/faults';
+import { verifyStore } from '../server/verify';
 
 const uids = (() => { // dcmjs warns on some corpus files
   const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
@@ -36,24 +39,6 @@ const failures = (res: request.Response) => (res.body['00081198']?.Value ?? []).
 const storedUids = (res: request.Response) => (res.body['00081199']?.Value ?? []).map((r: any) => r['00081155'].Value[0]);
 const files = (dir: string): string[] => (fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name) : []);
 
-/** A fresh tmpfs of `size` bytes, or undefined when this process may not mount (not root, no CAP_SYS_ADMIN). */
-function mountTmpfs(size: number): string | undefined {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dicomweb-fullfs-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' });
-    return dir;
-  } catch {
-    fs.rmSync(dir, { recursive: true, force: true });
-    return undefined;
-  }
-}
-function unmount(dir: string) {
-  try { execFileSync('umount', [dir], { stdio: 'ignore' }); } catch { /* already gone */ }
-  fs.rmSync(dir, { recursive: true, force: true });
-}
-const free = (dir: string) => { const s = fs.statfsSync(dir); return s.bavail * s.bsize; };
-
-const canMount = (() => { const d = mountTmpfs(1 << 20); if (d) unmount(d); return d !== undefined; })();
 const isRoot = process.getuid?.() === 0;
 const canChattr = isRoot && (() => {
   const f = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dicomweb-chattr-')), 'x');
@@ -246,5 +231,109 @@ describe('a body that ends before a closing boundary', () => {
     const res = await request(srv.url).post('/dicom-web/studies').set('Content-Type', contentType).send(body.subarray(0, second + 30));
     expect(res.status).toBe(202);
     expect(failures(res)).toEqual([{ code: 0xc000, reason: expect.stringMatching(/closing boundary/) }]);
+  });
+});
+
+describe('integrity on read: a missing or damaged blob', () => {
+  let srv: TestServer;
+  beforeEach(async () => {
+    srv = await startServer({ renderWorkers: 0 });
+    expect((await stow(srv, [ctBytes, mrBytes])).status).toBe(200);
+  });
+  afterEach(async () => { await srv?.stop(); });
+  const blobOf = (u: { instance: string }) => path.join(srv.dataDir, 'blobs', srv.ctx.index.getInstance(u.instance).blob_key);
+  /** A retrieve over a plain connection: what arrived, and whether it ended with the closing boundary. */
+  const retrieveRaw = (url: string) => new Promise<{ status: number; body: Buffer; complete: boolean }>((resolve) => {
+    const chunks: Buffer[] = [];
+    let status = 0;
+    const done = () => {
+      const body = Buffer.concat(chunks);
+      resolve({ status, body, complete: /--[0-9a-f]+--\r\n$/.test(body.subarray(-80).toString('latin1')) });
+    };
+    const req = http.get(`${srv.url}${url}`, { headers: { Accept: 'multipart/related; type="application/dicom"' }, agent: false }, (res) => {
+      status = res.statusCode!;
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', done);
+      res.on('error', done);
+      res.on('aborted', () => undefined);
+    });
+    req.on('error', done);
+  });
+  const reads = (u: typeof ct) => [
+    ['retrieve', instanceUrl(u), 'multipart/related; type="application/dicom"'],
+    ['frames', `${instanceUrl(u)}/frames/1`, 'multipart/related; type="application/octet-stream"'],
+    ['bulkdata', `${instanceUrl(u)}/bulkdata/7FE00010`, 'application/octet-stream'],
+    ['rendered', `${instanceUrl(u)}/rendered`, 'image/png'],
+  ];
+
+  test('a missing blob: 500 with the reason for retrieve, frames, bulkdata and rendered, before any header; logged, counted', async () => {
+    fs.rmSync(blobOf(ct));
+    const before = faultCounts()['blob-missing'];
+    for (const [what, url, accept] of reads(ct)) {
+      const r = await request(srv.url).get(url).set('Accept', accept);
+      expect({ what, status: r.status }).toEqual({ what, status: 500 });
+      expect(r.body.error).toMatch(/stored bytes of this instance are missing/);
+    }
+    expect(faultCounts()['blob-missing']).toBe(before + 4);
+    expect(errorLog).toHaveBeenCalledWith(expect.stringMatching(new RegExp(`fault blob-missing: instance ${ct.instance.replace(/\./g, '\\.')}`)));
+    // metadata and search come from the index: the instance is still listed (verify reports it; see CONFORMANCE.md)
+    expect((await request(srv.url).get(`${instanceUrl(ct)}/metadata`)).status).toBe(200);
+    // the other instance is untouched
+    expect((await request(srv.url).get(`${instanceUrl(mr)}/rendered`).set('Accept', 'image/png')).status).toBe(200);
+  });
+
+  test('a truncated blob: 500 "do not match" before any header, for every read', async () => {
+    const f = blobOf(ct);
+    fs.truncateSync(f, fs.statSync(f).size - 100);
+    for (const [what, url, accept] of reads(ct)) {
+      const r = await request(srv.url).get(url).set('Accept', accept);
+      expect({ what, status: r.status }).toEqual({ what, status: 500 });
+      expect(r.body.error).toMatch(/do not match what was stored/);
+    }
+  });
+
+  test('a blob altered in place (same size): retrieve ends before its closing boundary; the client sees it incomplete', async () => {
+    const f = blobOf(ct);
+    const b = fs.readFileSync(f);
+    b[b.length - 5] ^= 0xff; // a pixel
+    fs.writeFileSync(f, b);
+    const before = faultCounts()['blob-corrupt'];
+    const r = await retrieveRaw(instanceUrl(ct));
+    expect(r.complete).toBe(false);
+    expect(faultCounts()['blob-corrupt']).toBe(before + 1);
+    // whole instances still arrive whole
+    expect((await retrieveRaw(instanceUrl(mr))).complete).toBe(true);
+  });
+
+  test('the duplicate rule does not trust a row whose blob is gone or altered: identical bytes re-sent restore it', async () => {
+    fs.rmSync(blobOf(ct));
+    const f = blobOf(mr);
+    const b = fs.readFileSync(f);
+    b[b.length - 5] ^= 0xff;
+    fs.writeFileSync(f, b);
+    const res = await stow(srv, [ctBytes, mrBytes]);
+    expect(res.status).toBe(200);
+    expect(storedUids(res)).toEqual([ct.instance, mr.instance]);
+    for (const [u, bytes] of [[ct, ctBytes], [mr, mrBytes]] as const) {
+      const got = await request(srv.url).get(instanceUrl(u)).set('Accept', 'multipart/related; type="application/dicom"').buffer(true).parse(binaryParser);
+      expect(got.status).toBe(200);
+      expect(parseMultipartResponse(got.body, got.headers['content-type'])[0].body.equals(bytes)).toBe(true);
+    }
+    expect(errorLog).toHaveBeenCalledWith(expect.stringMatching(/restored blob .* \(missing\)/));
+    expect(errorLog).toHaveBeenCalledWith(expect.stringMatching(/restored blob .* \(content SHA-256/));
+  });
+
+  test('verify reports the same cases: missing, wrong size, wrong hash', async () => {
+    const u = uncr;
+    expect((await stow(srv, [uncrBytes])).status).toBe(200);
+    fs.rmSync(blobOf(ct));
+    fs.truncateSync(blobOf(mr), 100);
+    const f = blobOf(u);
+    const b = fs.readFileSync(f);
+    b[b.length - 5] ^= 0xff;
+    fs.writeFileSync(f, b);
+    const report = await verifyStore(srv.ctx.config, false);
+    const kinds = Object.fromEntries(report.problems.map((p) => [p.sopInstanceUID, p.kind]));
+    expect(kinds).toEqual({ [ct.instance]: 'missing-blob', [mr.instance]: 'size-mismatch', [u.instance]: 'hash-mismatch' });
   });
 });

@@ -93,10 +93,66 @@ describe('request time', () => {
   });
 });
 
+describe('slow senders: a minimum upload rate and a total upload deadline', () => {
+  let slow: TestServer;
+  beforeAll(async () => {
+    slow = await startServer({ renderWorkers: 0, limits: { minUploadRate: 200, uploadRateWindowMs: 1000, uploadTimeoutMs: 4000 } });
+  });
+  afterAll(async () => { await slow?.stop(); });
+
+  /** POSTs `body` in pieces of `piece` bytes every `everyMs`; resolves with the answer (or the reset). */
+  const trickle = (body: Buffer, contentType: string, piece: number, everyMs: number) => new Promise<{ status?: number; body: string; ms: number; sent: number }>((resolve) => {
+    const t0 = Date.now();
+    let sent = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const req = http.request({ port: Number(new URL(slow.url).port), host: '127.0.0.1', method: 'POST', path: '/dicom-web/studies',
+      headers: { 'Content-Type': contentType, 'Content-Length': body.length } }, (res) => {
+      let b = '';
+      res.on('data', (d) => { b += d; });
+      res.on('end', () => { clearInterval(timer); resolve({ status: res.statusCode!, body: b, ms: Date.now() - t0, sent }); });
+      res.on('error', () => undefined);
+    });
+    req.on('error', () => { clearInterval(timer); resolve({ body: '', ms: Date.now() - t0, sent }); });
+    timer = setInterval(() => {
+      if (sent >= body.length) { clearInterval(timer); return; }
+      req.write(body.subarray(sent, sent + piece));
+      sent += piece;
+    }, everyMs);
+  });
+
+  test('an upload trickling a byte at a time is cut off with 408 and its reason; nothing is left staged', async () => {
+    const { body, contentType } = multipartBody([ctBytes]);
+    const res = await trickle(body, contentType, 1, 250); // 4 bytes/s, far below 200
+    expect(res.status).toBe(408);
+    expect(JSON.parse(res.body).error).toMatch(/arrived slower than 200 bytes\/s/);
+    expect(res.ms).toBeLessThan(10_000); // cut within a few windows, not after the idle timer or Node's 300 s
+    await new Promise((r) => setTimeout(r, 200)); // the handler sees the connection end, and removes its staged file
+    expect(fs.readdirSync(`${slow.dataDir}/staging`)).toEqual([]);
+    expect((await request(slow.url).get('/health')).status).toBe(200);
+  });
+
+  test('an upload fast enough but longer than the upload deadline is cut off with 408', async () => {
+    const { body, contentType } = multipartBody([big]); // 526 KB at 2.5 KB/s: 200 s, far past the 4 s deadline
+    const res = await trickle(body, contentType, 500, 200);
+    expect(res.status).toBe(408);
+    expect(JSON.parse(res.body).error).toMatch(/took longer than 4 s/);
+    expect(res.ms).toBeLessThan(15_000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(fs.readdirSync(`${slow.dataDir}/staging`)).toEqual([]);
+  });
+
+  test('an upload at an ordinary pace is stored', async () => {
+    const { body, contentType } = multipartBody([ctBytes]);
+    const res = await trickle(body, contentType, 16 * 1024, 100);
+    expect(res.status).toBe(200);
+  });
+});
+
 describe('configuration', () => {
   test('defaults are sane and auth is off', () => {
     const c = loadConfig([], {});
-    expect(c.limits).toEqual({ maxBodyBytes: 8 * 1024 ** 3, maxPartBytes: 4 * 1024 ** 3, maxRenderPixels: 100_000_000, maxViewport: 8192, requestTimeoutMs: 120_000 });
+    expect(c.limits).toEqual({ maxBodyBytes: 8 * 1024 ** 3, maxPartBytes: 4 * 1024 ** 3, maxRenderPixels: 100_000_000, maxViewport: 8192, requestTimeoutMs: 120_000,
+      uploadTimeoutMs: 3_600_000, minUploadRate: 1024, uploadRateWindowMs: 10_000 });
     expect(c.auth.enabled).toBe(false);
     expect(c.auth.readScope).toBe('dicomweb.read');
     expect(c.auth.writeScope).toBe('dicomweb.write');
@@ -104,10 +160,11 @@ describe('configuration', () => {
 
   test('flags and environment set the limits and auth; flags win', () => {
     const c = loadConfig(['--max-body-mb', '3', '--max-viewport=512'], {
-      MAX_BODY_MB: '9', MAX_PART_MB: '2', MAX_RENDER_PIXELS: '1000', REQUEST_TIMEOUT_MS: '5000',
+      MAX_BODY_MB: '9', MAX_PART_MB: '2', MAX_RENDER_PIXELS: '1000', REQUEST_TIMEOUT_MS: '5000', UPLOAD_TIMEOUT_MS: '60000', MIN_UPLOAD_RATE: '0', UPLOAD_RATE_WINDOW_MS: '2000',
       API_KEYS: 'k0123456789abcdef0:dicomweb.read', AUTH_READ_SCOPE: 'read', SIGNED_LINK_KEY: 'x'.repeat(32), SIGNED_LINK_MAX_SECONDS: '60',
     });
-    expect(c.limits).toEqual({ maxBodyBytes: 3 * 1024 * 1024, maxPartBytes: 2 * 1024 * 1024, maxRenderPixels: 1000, maxViewport: 512, requestTimeoutMs: 5000 });
+    expect(c.limits).toEqual({ maxBodyBytes: 3 * 1024 * 1024, maxPartBytes: 2 * 1024 * 1024, maxRenderPixels: 1000, maxViewport: 512, requestTimeoutMs: 5000,
+      uploadTimeoutMs: 60_000, minUploadRate: 0, uploadRateWindowMs: 2000 });
     expect(c.auth.enabled).toBe(true);
     expect(c.auth.apiKeys.get('k0123456789abcdef0')).toEqual(['dicomweb.read']);
     expect(c.auth.readScope).toBe('read');
@@ -118,6 +175,7 @@ describe('configuration', () => {
     for (const [argv, env] of [
       [['--max-body-mb', '0'], {}], [['--max-viewport', 'big'], {}], [[], { REQUEST_TIMEOUT_MS: '5' }],
       [[], { API_KEYS: 'short:dicomweb.read' }], [[], { API_KEYS: 'no-colon-in-this-entry' }], [[], { SIGNED_LINK_KEY: 'too short' }],
+      [[], { MIN_UPLOAD_RATE: '-1' }], [[], { UPLOAD_RATE_WINDOW_MS: '10' }], [[], { UPLOAD_TIMEOUT_MS: 'soon' }],
       [[], { AUTH_ISSUER: 'https://x' }], [[], { AUTH_ISSUER: 'https://x', AUTH_AUDIENCE: 'a' }],
       [[], { AUTH_ISSUER: 'https://x', AUTH_AUDIENCE: 'a', AUTH_JWKS_FILE: '/nonexistent.json' }],
     ] as Array<[string[], Record<string, string>]>) {

@@ -9,7 +9,7 @@ import * as http from 'http';
 import * as crypto from 'crypto';
 import request from 'supertest';
 import { createApp, listen, App } from '../../server/app';
-import { loadConfig, Config } from '../../server/config';
+import { loadConfig, ConfigOverrides } from '../../server/config';
 
 export const CORPUS = process.env.DICOM_CORPUS || path.join(process.cwd(), 'test/fixtures/corpus');
 export const corpusFile = (name: string) => path.join(CORPUS, 'dicom', name.endsWith('.dcm') ? name : `${name}.dcm`);
@@ -22,7 +22,7 @@ export interface TestServer extends App {
   stop(): Promise<void>;
 }
 
-export async function startServer(overrides: Partial<Config> = {}, argv: string[] = []): Promise<TestServer> {
+export async function startServer(overrides: ConfigOverrides = {}, argv: string[] = []): Promise<TestServer> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dicomweb-test-'));
   const config = loadConfig(['--data', dataDir, '--port', '0', '--host', '127.0.0.1', ...argv], {}, overrides);
   const app = await createApp(config);
