@@ -70,14 +70,22 @@ export function authMiddleware(cfg: AuthConfig): RequestHandler {
     const jose = await loadJose();
     try {
       const { payload } = await jose.jwtVerify(token, await getKeySet(), {
-        issuer: cfg.oidc!.issuer, audience: cfg.oidc!.audience, clockTolerance: 30, requiredClaims: ['exp'],
+        issuer: cfg.oidc!.issuer, audience: cfg.oidc!.audience, clockTolerance: cfg.clockSkewSeconds, requiredClaims: ['exp'],
       });
+      // RFC 7519 4.1.6: a token issued in the future (beyond the allowed clock skew) is not one the issuer made now.
+      if (payload.iat !== undefined && payload.iat > Date.now() / 1000 + cfg.clockSkewSeconds) {
+        throw unauthorized(res, 'the token\'s iat claim is in the future', true);
+      }
       return { subject: String(payload.sub ?? ''), scopes: scopesOf(payload), via: 'jwt' };
     } catch (e: any) {
+      if (e instanceof HttpError) throw e;
       if (e instanceof jose.errors.JWTExpired) throw unauthorized(res, 'the token has expired', true);
       if (e instanceof jose.errors.JWTClaimValidationFailed) throw unauthorized(res, `the token's ${e.claim} claim is not accepted`, true);
-      if (e instanceof jose.errors.JWKSTimeout || e instanceof jose.errors.JOSEError && e.code === 'ERR_JOSE_GENERIC') {
-        // The issuer's keys could not be fetched: not the client's fault.
+      if (e instanceof jose.errors.JWKSTimeout || (e instanceof jose.errors.JOSEError && e.code === 'ERR_JOSE_GENERIC') || !(e instanceof jose.errors.JOSEError)) {
+        // The issuer's keys could not be fetched (unreachable, timed out, not a 200 or not JSON): no verdict on
+        // the token can be given, and it is not the client's fault. jose passes a failed fetch on as is (a
+        // TypeError), not as one of its errors: anything that is not a JOSE verdict is this case.
+        console.error(`auth: the JWKS at ${cfg.oidc!.jwksUrl ?? 'the configured file'} is unavailable: ${e?.message ?? e}${e?.cause ? ` (${e.cause?.code ?? e.cause?.message ?? e.cause})` : ''}`);
         throw new HttpError(503, 'the token issuer\'s keys are unavailable; try again later');
       }
       throw unauthorized(res, 'the token is not valid', true);

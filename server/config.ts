@@ -51,6 +51,8 @@ export interface AuthConfig {
   signedLinkKey?: Buffer;
   /** longest lifetime a signed link may be minted with, seconds */
   signedLinkMaxSeconds: number;
+  /** clock difference allowed with the token issuer for exp, nbf and iat (a token issued further in the future is refused), seconds */
+  clockSkewSeconds: number;
 }
 
 export interface Config {
@@ -97,7 +99,7 @@ const DEFAULTS: Config = {
   frameCacheBytes: 48 * 1024 * 1024,
   renderWorkers: 2,
   logRequests: false,
-  auth: { enabled: false, apiKeys: new Map(), readScope: 'dicomweb.read', writeScope: 'dicomweb.write', signedLinkMaxSeconds: 7 * 24 * 3600 },
+  auth: { enabled: false, apiKeys: new Map(), readScope: 'dicomweb.read', writeScope: 'dicomweb.write', signedLinkMaxSeconds: 7 * 24 * 3600, clockSkewSeconds: 60 },
 };
 
 function int(name: string, v: string, min: number, max: number): number {
@@ -124,7 +126,7 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
   const known = new Set(['port', 'host', 'data', 'public-url', 'cors-origins', 'render-workers', 'render-cache-mb', 'frame-cache-mb', 'max-body-mb',
     'max-part-mb', 'max-render-pixels', 'max-viewport', 'request-timeout-ms', 'upload-timeout-ms', 'min-upload-rate', 'upload-rate-window-ms', 'log-requests',
     'auth-issuer', 'auth-audience', 'auth-jwks-url', 'auth-jwks-file', 'auth-read-scope', 'auth-write-scope', 'api-keys', 'api-keys-file',
-    'signed-link-key', 'signed-link-max-seconds']);
+    'signed-link-key', 'signed-link-max-seconds', 'auth-clock-skew-seconds']);
   for (const f of Object.keys(flags)) if (!known.has(f)) throw new ConfigError(`unknown option --${f}`);
 
   const c: Config = { ...DEFAULTS, limits: { ...DEFAULTS.limits }, corsOrigins: [], auth: { ...DEFAULTS.auth, apiKeys: new Map() } };
@@ -222,4 +224,6 @@ function readAuth(a: AuthConfig, get: (flag: string, envName: string) => string 
   }
   const sm = val('signed-link-max-seconds', 'SIGNED_LINK_MAX_SECONDS');
   if (sm) a.signedLinkMaxSeconds = int('signed-link-max-seconds', sm, 1, 366 * 24 * 3600);
+  const skew = val('auth-clock-skew-seconds', 'AUTH_CLOCK_SKEW_SECONDS');
+  if (skew) a.clockSkewSeconds = int('auth-clock-skew-seconds', skew, 0, 3600);
 }

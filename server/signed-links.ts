@@ -7,6 +7,11 @@
  * PATH is the path as the server receives it (starting /dicom-web/), CANONICAL-QUERY the query parameters other
  * than `expires` and `signature`, decoded, sorted by name then value and re-encoded with encodeURIComponent,
  * joined with `&`; EXPIRES is the UNIX time (seconds) after which the link is refused.
+ *
+ * A link binds what it renders, media type included: its query carries exactly one `accept` parameter naming
+ * image/jpeg or image/png (added at signing when absent: image/jpeg, PS3.18's default for rendered images).
+ * The `accept` query parameter takes precedence over the Accept header (PS3.18 8.3.3.1), so whatever Accept a
+ * request with the link sends, it gets that one image type: never multipart, never every frame.
  */
 import * as crypto from 'crypto';
 import express, { Request, Response, NextFunction } from 'express';
@@ -20,6 +25,9 @@ export const SIGNATURE_PARAMS = ['expires', 'signature'] as const;
 const RENDERED_PATH = /^\/dicom-web\/studies\/[0-9.]{1,64}(\/series\/[0-9.]{1,64}(\/instances\/[0-9.]{1,64}(\/frames\/[0-9,]{1,200})?)?)?\/(rendered|thumbnail)$/;
 
 export const forbidden = (reason: string) => new HttpError(403, reason);
+
+/** The media types a signed link may bind (single images). */
+export const SIGNED_MEDIA_TYPES = ['image/jpeg', 'image/png'] as const;
 
 const decode = (s: string) => decodeURIComponent(s.replace(/\+/g, ' '));
 
@@ -59,10 +67,16 @@ export function signRenderedPath(key: Buffer, pathAndQuery: string, expires: num
   const path = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
   const rawQuery = q < 0 ? '' : pathAndQuery.slice(q + 1);
   if (!RENDERED_PATH.test(path)) throw badRequest('only rendered and thumbnail resources under /dicom-web/studies can be signed');
-  if (pairs(rawQuery).some(([k]) => (SIGNATURE_PARAMS as readonly string[]).includes(k))) throw badRequest('the query already holds expires or signature');
+  const given = pairs(rawQuery);
+  if (given.some(([k]) => (SIGNATURE_PARAMS as readonly string[]).includes(k))) throw badRequest('the query already holds expires or signature');
   if (!Number.isInteger(expires) || expires <= 0) throw badRequest('expires must be a UNIX time in seconds');
-  const signature = mac(key, 'GET', path, rawQuery, expires).toString('base64url');
-  return `${path}?${rawQuery ? `${rawQuery}&` : ''}expires=${expires}&signature=${signature}`;
+  const accepts = given.filter(([k]) => k === 'accept').map(([, v]) => v.trim().toLowerCase());
+  if (accepts.length > 1 || (accepts.length === 1 && !(SIGNED_MEDIA_TYPES as readonly string[]).includes(accepts[0]))) {
+    throw badRequest(`a signed link renders one media type: accept must be one of ${SIGNED_MEDIA_TYPES.join(', ')}`);
+  }
+  const query = accepts.length ? rawQuery : `${rawQuery ? `${rawQuery}&` : ''}accept=${encodeURIComponent('image/jpeg')}`;
+  const signature = mac(key, 'GET', path, query, expires).toString('base64url');
+  return `${path}?${query}&expires=${expires}&signature=${signature}`;
 }
 
 /** True when the request carries signature parameters (it then stands or falls by them alone). */
@@ -94,6 +108,11 @@ export function verifySignedRequest(key: Buffer | undefined, req: Request, now =
   const expected = mac(key, 'GET', path, rawQuery, expires);
   if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) throw forbidden('the signature does not match this URL');
   if (expires * 1000 <= now) throw forbidden('the signed link has expired');
+  const accepts = all.filter(([k]) => k === 'accept').map(([, v]) => v.trim().toLowerCase());
+  if (accepts.length !== 1 || !(SIGNED_MEDIA_TYPES as readonly string[]).includes(accepts[0])) {
+    // Signed before links bound their media type (or by hand without it): what it renders is not fixed.
+    throw forbidden(`a signed link must name its media type (accept=${SIGNED_MEDIA_TYPES.join(' or ')}); mint it again`);
+  }
 }
 
 /**
@@ -108,10 +127,18 @@ export function signedLinksRouter(ctx: ServerContext): express.Router {
       const key = ctx.config.auth.signedLinkKey;
       if (!key) throw new HttpError(404, 'signed links are not enabled on this server (no signed-link-key)');
       const body = req.body;
-      if (!body || typeof body !== 'object' || typeof body.path !== 'string') throw badRequest('body must be JSON {"path": "...", "expiresIn": seconds}');
+      if (!body || typeof body !== 'object' || typeof body.path !== 'string') throw badRequest('body must be JSON {"path": "...", "expiresIn": seconds, "accept": "image/png"}');
       let p: string = body.path;
       if (p.length > 4096) throw badRequest('path too long');
       if (p.startsWith('/studies/')) p = `/dicom-web${p}`;
+      if (body.accept !== undefined) {
+        // The media type the link renders, given beside the path (or as accept= in its query; not both).
+        if (typeof body.accept !== 'string' || !(SIGNED_MEDIA_TYPES as readonly string[]).includes(body.accept.trim().toLowerCase())) {
+          throw badRequest(`accept must be one of ${SIGNED_MEDIA_TYPES.join(', ')}`);
+        }
+        if (/[?&]accept=/.test(p)) throw badRequest('give the media type in accept or in the path\'s query, not both');
+        p = `${p}${p.includes('?') ? '&' : '?'}accept=${encodeURIComponent(body.accept.trim().toLowerCase())}`;
+      }
       const maxSeconds = ctx.config.auth.signedLinkMaxSeconds;
       const lifetime = body.expiresIn === undefined ? Math.min(3600, maxSeconds) : body.expiresIn;
       if (!Number.isInteger(lifetime) || lifetime < 1 || lifetime > maxSeconds) throw badRequest(`expiresIn must be an integer from 1 to ${maxSeconds} seconds`);

@@ -154,6 +154,14 @@ describe('bearer tokens (OpenID Connect, JWKS over HTTP)', () => {
     expect(scp.status).toBe(200);
   });
 
+  test('a token issued in the future beyond the clock skew (60 s) is 401; within it, accepted', async () => {
+    const future = await request(srv.url).get('/dicom-web/studies').set('Authorization', `Bearer ${jwt({ scope: READ, iat: now() + 3600 })}`);
+    expect(future.status).toBe(401);
+    expect(future.headers['www-authenticate']).toMatch(/invalid_token/);
+    expect(future.body.error).toMatch(/iat claim is in the future/);
+    expect((await request(srv.url).get('/dicom-web/studies').set('Authorization', `Bearer ${jwt({ scope: READ, iat: now() + 20 })}`)).status).toBe(200);
+  });
+
   test('malformed Authorization headers are 401', async () => {
     for (const h of ['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer a b', `Bearer ${'x'.repeat(5000)}`, `Token ${tokens.read()}`]) {
       const res = await request(srv.url).get('/dicom-web/studies').set('Authorization', h);
@@ -191,11 +199,11 @@ describe('static API keys', () => {
 });
 
 describe('signed links to rendered images', () => {
-  const mint = async (p: string, expiresIn?: number) => request(srv.url).post('/dicom-web/signed-links')
-    .set('Authorization', `Bearer ${READER_KEY}`).send({ path: p, expiresIn });
+  const mint = async (p: string, expiresIn?: number, accept?: string) => request(srv.url).post('/dicom-web/signed-links')
+    .set('Authorization', `Bearer ${READER_KEY}`).send({ path: p, expiresIn, accept });
 
   test('a minted link serves exactly its image without credentials', async () => {
-    const res = await mint(`${inst}/frames/1/rendered?window=40,400&viewport=64,64`, 600);
+    const res = await mint(`${inst}/frames/1/rendered?window=40,400&viewport=64,64`, 600, 'image/png');
     expect(res.status).toBe(200);
     const url = new URL(res.body.url);
     expect(url.searchParams.get('expires')).toBe(String(res.body.expires));
@@ -205,7 +213,7 @@ describe('signed links to rendered images', () => {
     expect(img.headers['content-type']).toBe('image/png');
     expect(img.headers['cache-control']).toMatch(/^private/);
     // parameters in another order are the same canonical query
-    const reordered = `${url.pathname}?viewport=64,64&signature=${url.searchParams.get('signature')}&window=40,400&expires=${res.body.expires}`;
+    const reordered = `${url.pathname}?viewport=64,64&accept=image%2Fpng&signature=${url.searchParams.get('signature')}&window=40,400&expires=${res.body.expires}`;
     expect((await request(srv.url).get(reordered).set('Accept', 'image/png')).status).toBe(200);
 
     const refused = [
@@ -238,6 +246,41 @@ describe('signed links to rendered images', () => {
     expect((await request(srv.url).get(wrongKey).set('Accept', 'image/png')).status).toBe(403);
   });
 
+  test('a link binds its media type: another Accept gets the signed type, never every frame as multipart', async () => {
+    const mf = readUids().find((u) => u.file === 'SC_rgb_2frame')!;
+    const { body, contentType } = multipartBody([fs.readFileSync(corpusFile('SC_rgb_2frame'))]);
+    expect((await request(srv.url).post('/dicom-web/studies').set('Authorization', `Bearer ${WRITER_KEY}`).set('Content-Type', contentType).send(body)).status).toBe(200);
+    const mfInst = `/dicom-web/studies/${mf.study}/series/${mf.series}/instances/${mf.instance}`;
+    const minted = await mint(`${mfInst}/rendered`, 600, 'image/png');
+    expect(minted.status).toBe(200);
+    const u = new URL(minted.body.url);
+    const own = u.pathname + u.search;
+    expect(u.searchParams.get('accept')).toBe('image/png');
+    for (const accept of ['multipart/related; type="image/png"', 'multipart/related; type="image/jpeg"', 'image/jpeg', '*/*']) {
+      const r = await request(srv.url).get(own).set('Accept', accept);
+      expect({ accept, status: r.status, type: r.headers['content-type'] }).toEqual({ accept, status: 200, type: 'image/png' });
+    }
+    // without a media type given, a link renders PS3.18's default, image/jpeg
+    const dflt = new URL((await mint(`${mfInst}/rendered`, 600)).body.url);
+    expect(dflt.searchParams.get('accept')).toBe('image/jpeg');
+    const r = await request(srv.url).get(dflt.pathname + dflt.search).set('Accept', 'multipart/related; type="image/png"');
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toBe('image/jpeg');
+    // another accept added to the link, or one taken out, breaks the signature
+    expect((await request(srv.url).get(`${own}&accept=multipart%2Frelated`)).status).toBe(403);
+    expect((await request(srv.url).get(own.replace(/accept=[^&]+&?/, ''))).status).toBe(403);
+    // a link signed without a media type (by hand, or before links bound it) is refused with the reason
+    const expires = now() + 60;
+    const path = `${mfInst}/rendered`;
+    const sig = crypto.createHmac('sha256', Buffer.from(LINK_KEY)).update(`GET\n${path}\n\n${expires}`).digest('base64url');
+    const old = await request(srv.url).get(`${path}?expires=${expires}&signature=${sig}`).set('Accept', 'image/png');
+    expect(old.status).toBe(403);
+    expect(old.body.error).toMatch(/must name its media type/);
+    // minting refuses a type a link cannot bind
+    expect((await mint(`${mfInst}/rendered`, 600, 'multipart/related')).status).toBe(400);
+    expect((await mint(`${mfInst}/rendered?accept=image/gif`, 600)).status).toBe(400);
+  });
+
   test('minting: only rendered paths, bounded lifetime, authenticated', async () => {
     expect((await mint(`${inst}/metadata`)).status).toBe(400);
     expect((await mint(`${inst}/rendered`, 10 ** 9)).status).toBe(400);
@@ -245,7 +288,41 @@ describe('signed links to rendered images', () => {
     expect((await request(srv.url).post('/dicom-web/signed-links').send({ path: `${inst}/rendered` })).status).toBe(401);
     const rel = await mint(`/studies/${ct.study}/thumbnail`);
     expect(rel.status).toBe(200);
-    expect(rel.body.url).toMatch(new RegExp(`^${srv.base}/studies/${ct.study}/thumbnail\\?expires=\\d+&signature=`));
+    expect(rel.body.url).toMatch(new RegExp(`^${srv.base}/studies/${ct.study}/thumbnail\\?accept=image%2Fjpeg&expires=\\d+&signature=`));
+  });
+});
+
+describe('JWKS unreachable or failing', () => {
+  test.each([
+    ['nothing listening', async () => { const s = http.createServer(); await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r())); const port = (s.address() as any).port; await new Promise<void>((r) => s.close(() => r())); return { url: `http://127.0.0.1:${port}/jwks`, close: async () => undefined }; }],
+    ['answering 500', async () => {
+      const s = http.createServer((_q, r) => { r.writeHead(500).end('down'); });
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+      return { url: `http://127.0.0.1:${(s.address() as any).port}/jwks`, close: () => new Promise<void>((r) => s.close(() => r())) };
+    }],
+    ['answering not JSON', async () => {
+      const s = http.createServer((_q, r) => { r.writeHead(200, { 'Content-Type': 'application/json' }).end('<html>'); });
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+      return { url: `http://127.0.0.1:${(s.address() as any).port}/jwks`, close: () => new Promise<void>((r) => s.close(() => r())) };
+    }],
+  ])('%s: a JWT gets 503 with the reason (not 401), API keys still work', async (_name, make) => {
+    const keys = await make();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dicomweb-auth-down-'));
+    const s = await spawnServer(path.join(dir, 'data'), ['--render-workers', '0'], {
+      AUTH_ISSUER: ISSUER, AUTH_AUDIENCE: AUDIENCE, AUTH_JWKS_URL: keys.url, API_KEYS: `${READER_KEY}:${READ}`,
+    });
+    try {
+      const res = await request(s.url).get('/dicom-web/studies').set('Authorization', `Bearer ${tokens.read()}`);
+      expect(res.status).toBe(503);
+      expect(res.body.error).toMatch(/keys are unavailable/);
+      expect(res.headers['www-authenticate']).toBeUndefined();
+      expect((await request(s.url).get('/dicom-web/studies').set('Authorization', `Bearer ${READER_KEY}`)).status).toBe(204);
+      expect(s.output()).toMatch(/auth: the JWKS at .* is unavailable/);
+    } finally {
+      await s.stop();
+      await keys.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -219,7 +219,7 @@ describe('crashes: SIGKILL during concurrent uploads', () => {
     } finally {
       unmount(mount);
     }
-  });
+  }, 300_000);
 });
 
 describe('concurrency and the duplicate rule', () => {

@@ -73,12 +73,17 @@ test('a window change on a viewed frame reads nothing from the blob store', asyn
   await png(cached, `${j2k}?window=1,100`);
   await png(cached, `${ct}?window=1,100`);
   for (const b of blobs) fs.renameSync(b, `${b}.hidden`);
+  const errorLog = jest.spyOn(console, 'error').mockImplementation(() => undefined);
   try {
     expect((await png(cached, `${j2k}?window=2,100`)).length).toBeGreaterThan(100);
     expect((await png(cached, `${ct}?window=2,100`)).length).toBeGreaterThan(100);
     const uncached = await request(cached.app).get(`${urls.get('emri_small_RLE')}/frames/7/rendered?window=3,100`).set('Accept', 'image/png');
-    expect(uncached.status).toBeGreaterThanOrEqual(400); // nothing in memory for it: the store is asked, and fails
+    // nothing in memory for it: the store is asked, and its file is missing (server/instances.ts checkBlob)
+    expect(uncached.status).toBe(500);
+    expect(uncached.body.error).toMatch(/stored bytes of this instance are missing/);
+    expect(errorLog).toHaveBeenCalledWith(expect.stringMatching(/^fault blob-missing/));
   } finally {
+    errorLog.mockRestore();
     for (const b of blobs) fs.renameSync(`${b}.hidden`, b);
   }
 });
