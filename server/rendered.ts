@@ -397,8 +397,8 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   // A Grayscale Softcopy Presentation State: its referenced images (or frames) rendered with it applied, the
   // first one alone, or all of them as multipart/related when the client accepts multipart. Query parameters
   // apply after the presentation state (PS3.18 8.3.5); a window parameter replaces its VOI.
-  const sendPresentation = async (req: Request, res: Response, info: InstanceInfo) => {
-    const params = parseRenderedParams(req.query, maxViewport);
+  const sendPresentation = async (req: Request, res: Response, info: InstanceInfo, thumbnail = false) => {
+    const params = parseRenderedParams(req.query, maxViewport, thumbnail ? { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } } : {});
     const ps = await loadPresentationState(ctx, info);
     const targets = referencedFrames(ps, (sop) => referencedImage(ctx, ps, sop).frames.length);
     if (targets.length === 0) throw new HttpError(422, 'the presentation state references no frame of its images');
@@ -408,7 +408,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
       return { info: image, frame: t.frame, params: { ...params, options: { ...params.options, presentation } } };
     };
     const multipart = requestAccept(req).some((a) => a.type === 'multipart/related');
-    if (targets.length > 1 && multipart) {
+    if (targets.length > 1 && multipart && !thumbnail) {
       const type = chooseRenderedType(req);
       const parts = [];
       for (const t of targets) {
@@ -443,7 +443,12 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   r.get('/studies/:study/thumbnail', wrap(async (req, res) => thumb(req, res, instancesOf(ctx, String(req.params.study)))));
   r.get('/studies/:study/series/:series/thumbnail', wrap(async (req, res) =>
     thumb(req, res, instancesOf(ctx, String(req.params.study), String(req.params.series)))));
-  r.get('/studies/:study/series/:series/instances/:sop/thumbnail', wrap(async (req, res) => thumb(req, res, [inst(req)])));
+  r.get('/studies/:study/series/:series/instances/:sop/thumbnail', wrap(async (req, res) => {
+    const info = inst(req);
+    // a presentation state's thumbnail: its first referenced frame, as it presents it
+    if (info.sopClassUID === GSPS_SOP_CLASS) return sendPresentation(req, res, info, true);
+    return thumb(req, res, [info]);
+  }));
   r.get('/studies/:study/series/:series/instances/:sop/frames/:frames/thumbnail', wrap(async (req, res) => {
     const info = inst(req);
     const frames = parseFrameList(String(req.params.frames), info.frames.length);

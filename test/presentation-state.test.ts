@@ -201,6 +201,13 @@ describe('resource form and refusals', () => {
     expect(compare(await rendered('ect-frames'), reference('ect-frames-f1')).within1).toBeGreaterThanOrEqual(99.5);
   });
 
+  test('the thumbnail of a PS is its first referenced frame as presented, fitted in 128x128', async () => {
+    const res = await request(srv.app).get(`${psUrl.get('ct-displayed-area')}/thumbnail?accept=image/png`).buffer(true).parse(binaryParser);
+    expect(res.status).toBe(200);
+    const img = decodePng(res.body);
+    expect([img.width, img.height]).toEqual([128, 96]); // the 80x60 displayed area, scaled to fit
+  });
+
   test('ETag differs between presentation states of one image and is honoured', async () => {
     const a = await request(srv.app).get(`${psUrl.get('ct-window')}/rendered?accept=image/png`);
     const b = await request(srv.app).get(`${psUrl.get('ct-inverse')}/rendered?accept=image/png`);
