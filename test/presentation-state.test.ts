@@ -62,7 +62,7 @@ describe('the presentation state changes the rendering', () => {
 describe('activated overlays are burned in', () => {
   // the PS overlay of make.py: 40 rows x 60 columns at origin (row 20, column 30)
   const bit = (x: number, y: number, border: boolean) => (Math.floor(x / 6) + Math.floor(y / 5)) % 2 === 0 || (border && (y === 0 || x === 59));
-  test.each([['ct-ps-overlay', false, true], ['ct-ps-overlay-rot90-flip', true, false]] as const)('%s', async (name, transposed, border) => {
+  test.each([['ct-ps-overlay', false, true, 255], ['ct-ps-overlay-rot90-flip', true, false, 255], ['ct-ps-overlay-grey', false, true, 127]] as const)('%s', async (name, transposed, border, grey) => {
     const ours = await rendered(name);
     const ref = reference(name);
     let bad = 0, on = 0;
@@ -72,7 +72,8 @@ describe('activated overlays are burned in', () => {
       const ox = c - 29, oy = r - 19;
       const set = ox >= 0 && ox < 60 && oy >= 0 && oy < 40 && bit(ox, oy, border);
       if (set) on++;
-      const want = set ? 255 : ref.data[Y * 128 + X];
+      // the layer's Recommended Display Grayscale Value 32768 is 255 * 32768 / 65535, truncated
+      const want = set ? grey : ref.data[Y * 128 + X];
       if (ours.data[Y * 128 + X] !== want) bad++;
     }
     expect(on).toBeGreaterThan(1000);
@@ -180,6 +181,20 @@ describe('shutters, displayed area and annotations (PS3.3 geometry)', () => {
     }
     expect(same).toBe(total);
   });
+});
+
+test('a layer with a CIELab colour turns the output to RGB and draws in that colour (sRGB red)', async () => {
+  const res = await request(srv.app).get(`${psUrl.get('ct-cielab-layer')}/rendered?accept=image/png`).buffer(true).parse(binaryParser);
+  const img = decodePng(res.body);
+  expect(img.channels).toBe(3);
+  const px = (x: number, y: number) => [...img.data.subarray((y * 128 + x) * 3, (y * 128 + x) * 3 + 3)];
+  for (const [x, y] of [[90, 80], [88, 90]]) {
+    const [r, g, b] = px(x, y);
+    expect(r).toBeGreaterThan(245); expect(g).toBeLessThan(12); expect(b).toBeLessThan(12);
+  }
+  // away from the triangle, grey as dcmp2pgm renders it
+  const ref = reference('ct-window');
+  for (const [x, y] of [[20, 20], [64, 30], [10, 120]]) expect(px(x, y)).toEqual([0, 1, 2].map(() => ref.data[y * 128 + x]));
 });
 
 describe('resource form and refusals', () => {
