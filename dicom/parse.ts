@@ -114,6 +114,8 @@ export interface ParseOptions {
   maxInflatedSize?: number;
   /** Deepest sequence nesting accepted (default 32). */
   maxDepth?: number;
+  /** Deflated files: the dataset already inflated (see `deflatedStart`), so that parsing inflates nothing itself. */
+  inflated?: ByteSource;
 }
 
 const BINARY_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'UN']);
@@ -443,7 +445,11 @@ export function parseDicom(src: ByteSource | Buffer, options: ParseOptions = {})
   let dataSource = source;
   let start = metaEnd;
   let deflated = false;
-  if (transferSyntaxUID === TS.DeflatedExplicitLittle) {
+  if (transferSyntaxUID === TS.DeflatedExplicitLittle && options.inflated) {
+    dataSource = options.inflated;
+    start = 0;
+    deflated = true;
+  } else if (transferSyntaxUID === TS.DeflatedExplicitLittle) {
     // PS3.5 A.5: the dataset after the meta is a raw deflate stream.
     const maxOut = options.maxInflatedSize ?? 256 * 1024 * 1024;
     let inflated: Buffer;
@@ -490,6 +496,27 @@ function detectLayout(src: ByteSource): { kind: ParsedInstance['layout']; metaOf
     return { kind: 'no-meta', metaOffset: 0, datasetOffset: 0, transferSyntaxUID: explicit ? TS.ExplicitLittle : TS.ImplicitLittle };
   }
   throw new DicomParseError('not a DICOM Part 10 file (no DICM prefix after the 128-byte preamble)');
+}
+
+/**
+ * Where the deflate stream of a Deflated Explicit VR Little Endian file starts (after its meta), or undefined for
+ * any other file: lets a caller inflate it as a stream, off the event loop, and pass the result as `inflated`.
+ */
+export function deflatedStart(path: string): number | undefined {
+  const fd = fs.openSync(path, 'r');
+  try {
+    const source = new FileSource(fd);
+    const layout = detectLayout(source);
+    if (layout.kind === 'no-meta') return undefined;
+    const meta: JsonDataset = {};
+    const end = new Parser(source, 4096, 4).parseDataset(layout.metaOffset, source.size, { little: true, explicit: true }, '', 0, meta, 0x0002);
+    return meta['00020010']?.Value?.[0] === TS.DeflatedExplicitLittle ? end : undefined;
+  } catch (e) {
+    if (e instanceof DicomParseError) return undefined; // parseDicomFile reports it
+    throw e;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Parses a file on disk without loading it whole. */

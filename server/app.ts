@@ -22,6 +22,8 @@ import { deadlines } from './deadlines';
 export interface App {
   app: express.Express;
   ctx: ServerContext;
+  /** the rendering service (its `stats` show work queued and done) */
+  renderer: RenderService;
   close(): Promise<void>;
 }
 
@@ -73,7 +75,7 @@ export async function createApp(config: Config): Promise<App> {
   root.use(stowRouter(ctx));
   root.use(qidoRouter(ctx));
   root.use(renderedRouter(ctx, renderer));
-  root.use(wadoRouter(ctx));
+  root.use(wadoRouter(ctx, renderer));
   app.use('/dicom-web', root);
   app.get('/health', (_req, res) => {
     // Up, and able to use its index (a read-only or broken index is reported, the process stays up).
@@ -105,7 +107,7 @@ export async function createApp(config: Config): Promise<App> {
   });
 
   return {
-    app, ctx,
+    app, ctx, renderer,
     async close() {
       await renderer.stop();
       index.close();

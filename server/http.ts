@@ -2,6 +2,7 @@
  * Small HTTP helpers shared by the service modules.
  */
 import { NextFunction, Request, Response } from 'express';
+import { HttpError } from './errors';
 import * as crypto from 'crypto';
 import { ServerContext } from './context';
 
@@ -63,4 +64,92 @@ export function sendMultipart(res: Response, type: string, parts: Array<{ conten
   }
   chunks.push(Buffer.from(`--${b}--\r\n`));
   res.status(200).set('Content-Type', `multipart/related; type="${type}"; boundary=${b}`).send(Buffer.concat(chunks));
+}
+
+/** Bytes of parts a MultipartStream holds before it sends the headers: an error up to there is still a clean 4xx. */
+export const MULTIPART_BUFFER_BYTES = 8 * 1024 * 1024;
+
+/** Thrown by MultipartStream.part when the client has gone: the producer stops, nothing is logged. */
+export class ClientGone extends HttpError {
+  constructor() { super(499, 'client closed the connection'); }
+}
+
+/**
+ * A multipart/related response (RFC 2387) written part by part, so that memory per request is one part (plus up to
+ * MULTIPART_BUFFER_BYTES held back at the start), whatever the number of parts. `part` waits while the socket is
+ * full (back-pressure reaches the producer) and throws ClientGone once the client has disconnected, which stops
+ * the reads, decodes and renders still to come. An error after the headers went out ends the connection without
+ * the closing delimiter: the client sees a truncated body, never a complete-looking one.
+ */
+export class MultipartStream {
+  private readonly b = boundary();
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private started = false;
+  private gone = false;
+  constructor(private readonly req: Request, private readonly res: Response, private readonly type: string) {
+    void req;
+    res.on('close', () => { if (!res.writableFinished) this.gone = true; });
+  }
+
+  /** False once the client has disconnected. */
+  get open(): boolean { return !this.gone && !this.res.destroyed; }
+
+  async part(contentType: string, body: Buffer, location?: string): Promise<void> {
+    if (!this.open) throw new ClientGone();
+    const head = Buffer.from(`--${this.b}\r\nContent-Type: ${contentType}\r\n${location ? `Content-Location: ${location}\r\n` : ''}\r\n`, 'latin1');
+    if (!this.started) {
+      this.held.push(head, body, CRLF_BUF);
+      this.heldBytes += head.length + body.length + 2;
+      if (this.heldBytes <= MULTIPART_BUFFER_BYTES) return;
+      this.start();
+      const chunks = this.held; this.held = []; this.heldBytes = 0;
+      for (const c of chunks) this.res.write(c);
+    } else {
+      this.res.write(head);
+      this.res.write(body);
+      this.res.write(CRLF_BUF);
+    }
+    await this.drained();
+  }
+
+  /** Sends what is held and the closing delimiter. */
+  end(): void {
+    if (!this.open) return;
+    if (!this.started) {
+      this.held.push(Buffer.from(`--${this.b}--\r\n`));
+      const body = Buffer.concat(this.held);
+      this.held = [];
+      this.res.status(200).set('Content-Type', this.contentType()).send(body);
+      return;
+    }
+    this.res.end(`--${this.b}--\r\n`);
+  }
+
+  private contentType() { return `multipart/related; type="${this.type}"; boundary=${this.b}`; }
+
+  private start() {
+    this.started = true;
+    this.res.status(200).set('Content-Type', this.contentType());
+  }
+
+  /** Resolves when the socket has room again (or at once); throws ClientGone if the client leaves meanwhile. */
+  private drained(): Promise<void> {
+    if (!this.started || !this.res.writableNeedDrain) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = () => { this.res.off('drain', done); this.res.off('close', done); if (this.open) resolve(); else reject(new ClientGone()); };
+      this.res.on('drain', done);
+      this.res.on('close', done);
+    });
+  }
+}
+
+const CRLF_BUF = Buffer.from('\r\n');
+
+/** Calls `onGone` once if the client disconnects before the response is complete; returns a function that stops listening. */
+export function onClientGone(req: Request, res: Response, onGone: () => void): () => void {
+  let fired = false;
+  const check = () => { if (!fired && !res.writableFinished) { fired = true; onGone(); } };
+  res.on('close', check);
+  return () => res.off('close', check);
 }

@@ -6,8 +6,11 @@
 import * as fs from 'fs';
 import * as fsp from 'fs/promises';
 import * as crypto from 'crypto';
-import { parseDicomFile, ParsedInstance, DicomParseError } from '../dicom/parse';
-import { locateFrames } from '../dicom/frames';
+import * as zlib from 'zlib';
+import { Transform } from 'stream';
+import { pipeline } from 'stream/promises';
+import { parseDicomFile, ParsedInstance, DicomParseError, deflatedStart, FileSource } from '../dicom/parse';
+import { frameTable, FrameTable, geometryProblem } from '../dicom/frames';
 import { JsonDataset, num } from '../dicom/json';
 import { pick, searchable, STUDY_LEVEL, SERIES_LEVEL, INSTANCE_LEVEL } from '../storage/levels';
 import { IndexConflict } from '../storage/index-sqlite';
@@ -124,13 +127,49 @@ function metadataJson(ds: JsonDataset, p: ParsedInstance, instanceUrl: string): 
   return md;
 }
 
+/** Largest inflated dataset of a deflated instance (the parser's own default limit). */
+export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Parses a staged file. A deflated one (PS3.5 A.5) is first inflated as a stream into another staging file, in
+ * zlib's thread pool and stopped at MAX_INFLATED_BYTES: a 204 KB deflate bomb costs the event loop nothing and
+ * memory one chunk, where inflating it in one call held the loop and 200 MB.
+ */
+async function parseStaged(ctx: ServerContext, file: string, cleanup: string[]): Promise<ParsedInstance> {
+  const start = deflatedStart(file);
+  if (start === undefined) return parseDicomFile(file);
+  const inflated = ctx.blobs.stagingPath();
+  cleanup.push(inflated);
+  let total = 0;
+  const limit = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      total += chunk.length;
+      if (total > MAX_INFLATED_BYTES) cb(new DicomParseError('deflated dataset inflates beyond the size limit'));
+      else cb(null, chunk);
+    },
+  });
+  try {
+    await pipeline(fs.createReadStream(file, { start }), zlib.createInflateRaw(), limit, fs.createWriteStream(inflated));
+  } catch (e: any) {
+    if (e instanceof DicomParseError) throw e;
+    if (typeof e?.code === 'string' && e.code.startsWith('Z_')) throw new DicomParseError('deflated dataset is not a valid deflate stream');
+    throw e;
+  }
+  const fd = fs.openSync(inflated, 'r');
+  try {
+    return parseDicomFile(file, { inflated: new FileSource(fd) });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Parses, validates, stores and indexes the staged file. Always consumes the staged file. */
 export async function ingestStagedFile(ctx: ServerContext, staged: string, expectedStudyUID?: string, stagedSha256?: string): Promise<IngestResult> {
   const cleanup: string[] = [staged];
   try {
     let p: ParsedInstance;
     try {
-      p = parseDicomFile(staged);
+      p = await parseStaged(ctx, staged, cleanup);
     } catch (e) {
       if (e instanceof DicomParseError) return fail(FailureReason.CannotUnderstand, e.message);
       throw e;
@@ -143,7 +182,7 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
       cleanup.push(wrapped);
       await wrapAsPart10(staged, p, wrapped);
       file = wrapped;
-      try { p = parseDicomFile(wrapped); } catch (e) {
+      try { p = await parseStaged(ctx, wrapped, cleanup); } catch (e) {
         if (e instanceof DicomParseError) return fail(FailureReason.CannotUnderstand, e.message);
         throw e;
       }
@@ -167,8 +206,17 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
     const numberOfFrames = Math.max(1, Math.trunc(num(ds, '00280008') ?? 1));
     const rows = num(ds, '00280010') ?? 0;
     const columns = num(ds, '00280011') ?? 0;
-    let frames: ReturnType<typeof locateFrames> = [];
+    let frames: FrameTable = [];
     if (p.pixelData) {
+      const geometry = {
+        rows, columns, numberOfFrames,
+        samplesPerPixel: num(ds, '00280002') ?? 1,
+        photometricInterpretation: String(ds['00280004']?.Value?.[0] ?? ''),
+        bitsAllocated: p.pixelData.tag === '7FE00008' ? 32 : p.pixelData.tag === '7FE00009' ? 64 : num(ds, '00280100') ?? 8,
+      };
+      // Geometry from the file is checked against the bytes the file has before anything is sized by it.
+      const problem = geometryProblem(p, geometry, { numberOfFrames: num(ds, '00280008'), bitsAllocated: num(ds, '00280100'), samplesPerPixel: num(ds, '00280002') });
+      if (problem) return fail(FailureReason.DataSetDoesNotMatchSOPClass, problem, p);
       const fd = fs.openSync(file, 'r');
       try {
         const readHead = (offset: number, length: number) => {
@@ -179,12 +227,7 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
         const eotB64 = ds['7FE00001']?.InlineBinary;
         const eotLenB64 = ds['7FE00002']?.InlineBinary;
         const u64 = (b64: string) => { const b = Buffer.from(b64, 'base64'); const out: number[] = []; for (let i = 0; i + 8 <= b.length; i += 8) out.push(Number(b.readBigUInt64LE(i))); return out; };
-        frames = locateFrames(p, {
-          rows, columns, numberOfFrames,
-          samplesPerPixel: num(ds, '00280002') ?? 1,
-          photometricInterpretation: String(ds['00280004']?.Value?.[0] ?? ''),
-          bitsAllocated: p.pixelData.tag === '7FE00008' ? 32 : p.pixelData.tag === '7FE00009' ? 64 : num(ds, '00280100') ?? 8,
-        }, p.deflated ? () => Buffer.alloc(2) : readHead, eotB64 && eotLenB64 ? { offsets: u64(eotB64), lengths: u64(eotLenB64) } : undefined);
+        frames = frameTable(p, geometry, p.deflated ? () => Buffer.alloc(2) : readHead, eotB64 && eotLenB64 ? { offsets: u64(eotB64), lengths: u64(eotLenB64) } : undefined);
       } finally {
         fs.closeSync(fd);
       }

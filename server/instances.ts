@@ -5,9 +5,9 @@
  */
 import * as zlib from 'zlib';
 import { ServerContext } from './context';
-import { checkUID, notFound } from './errors';
+import { checkUID, HttpError, notFound } from './errors';
 import { FaultError, recordFault } from './faults';
-import { FrameLocation } from '../dicom/frames';
+import { FrameTable, frameAt, frameCount } from '../dicom/frames';
 import { BulkRef } from '../dicom/parse';
 
 export interface InstanceInfo {
@@ -20,7 +20,10 @@ export interface InstanceInfo {
   blobKey: string;
   size: number;
   sha256: string;
-  frames: FrameLocation[];
+  /** the frame table ingest recorded (dicom/frames.ts), parsed on first use: metadata and QIDO never need it */
+  readonly frames: FrameTable;
+  /** number of frames that can be served */
+  readonly frameCount: number;
   bulk: { deflated: boolean; datasetOffset: number; refs: BulkRef[] };
   render: any | null;
   metadata: string;
@@ -36,11 +39,15 @@ function cacheOf(ctx: ServerContext) {
 }
 
 function fromRow(row: any): InstanceInfo {
+  let frames: FrameTable | undefined;
+  const table = () => (frames ??= JSON.parse(row.frames) as FrameTable);
   return {
     studyUID: row.study_uid, seriesUID: row.series_uid, sopInstanceUID: row.sop_instance_uid, sopClassUID: row.sop_class_uid,
     transferSyntaxUID: row.transfer_syntax_uid, numberOfFrames: row.number_of_frames, blobKey: row.blob_key, size: row.size,
-    sha256: row.sha256, frames: JSON.parse(row.frames), bulk: JSON.parse(row.bulk), render: row.render ? JSON.parse(row.render) : null,
+    sha256: row.sha256, bulk: JSON.parse(row.bulk), render: row.render ? JSON.parse(row.render) : null,
     metadata: row.metadata,
+    get frames() { return table(); },
+    get frameCount() { return frameCount(table()); },
   };
 }
 
@@ -100,12 +107,7 @@ async function readRanges(ctx: ServerContext, info: InstanceInfo, ranges: { offs
 }
 
 async function readRangesUnchecked(ctx: ServerContext, info: InstanceInfo, ranges: { offset: number; length: number }[]): Promise<Buffer> {
-  if (info.bulk.deflated) {
-    // Deflated transfer syntax: offsets are into the inflated dataset (rare syntax, small files).
-    const file = await ctx.blobs.readAll(info.blobKey);
-    const inflated = zlib.inflateRawSync(file.subarray(info.bulk.datasetOffset), { maxOutputLength: 1024 * 1024 * 1024 });
-    return Buffer.concat(ranges.map((r) => inflated.subarray(r.offset, r.offset + r.length)));
-  }
+  if (info.bulk.deflated) return readInflatedRanges(ctx, info, ranges);
   if (ranges.length === 1) return ctx.blobs.read(info.blobKey, ranges[0].offset, ranges[0].length);
   // Contiguous fragments are read in one go, then their item headers are cut out.
   const start = ranges[0].offset;
@@ -114,10 +116,46 @@ async function readRangesUnchecked(ctx: ServerContext, info: InstanceInfo, range
   return Buffer.concat(ranges.map((r) => all.subarray(r.offset - start, r.offset - start + r.length)));
 }
 
+/** Largest inflated offset read from a deflated instance: ingest refuses datasets that inflate beyond it (dicom/parse.ts). */
+export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Deflated transfer syntax (PS3.5 A.5): offsets are into the inflated dataset. The stored file is inflated as a
+ * stream, in zlib's thread pool, only as far as the last byte wanted, keeping only the wanted bytes: memory per
+ * read is the value asked for (never the whole inflated dataset: a 204 KB file may inflate to 200 MB), and the
+ * event loop does none of the inflating.
+ */
+async function readInflatedRanges(ctx: ServerContext, info: InstanceInfo, ranges: { offset: number; length: number }[]): Promise<Buffer> {
+  const end = Math.max(...ranges.map((r) => r.offset + r.length));
+  if (end > MAX_INFLATED_BYTES) throw new HttpError(422, 'the deflated dataset is larger than the inflation limit');
+  const out = ranges.map((r) => Buffer.allocUnsafe(r.length));
+  const src = ctx.blobs.stream(info.blobKey, { start: info.bulk.datasetOffset, end: info.size - 1 });
+  const inflate = zlib.createInflateRaw();
+  let pos = 0; // inflated bytes seen so far
+  await new Promise<void>((resolve, reject) => {
+    const finish = (err?: Error) => { src.destroy(); inflate.destroy(); if (err) reject(err); else resolve(); };
+    src.on('error', finish);
+    inflate.on('error', () => finish(new HttpError(422, 'the stored deflated dataset does not inflate')));
+    inflate.on('data', (chunk: Buffer) => {
+      const from = pos;
+      pos += chunk.length;
+      ranges.forEach((r, i) => {
+        const a = Math.max(r.offset, from);
+        const b = Math.min(r.offset + r.length, pos);
+        if (b > a) { chunk.copy(out[i], a - r.offset, a - from, b - from); }
+      });
+      if (pos >= end) finish();
+    });
+    inflate.on('end', () => finish(pos >= end ? undefined : new HttpError(422, 'the stored deflated dataset ends before the value')));
+    src.pipe(inflate);
+  });
+  return out.length === 1 ? out[0] : Buffer.concat(out);
+}
+
 /** The bytes of frame `n` (1-based): native pixels or the compressed bitstream (fragments joined). */
 export async function readFrame(ctx: ServerContext, info: InstanceInfo, n: number): Promise<{ data: Buffer; bitOffset?: number }> {
-  const loc = info.frames[n - 1];
-  if (!loc) throw notFound(`frame ${n} does not exist (the instance has ${info.frames.length})`);
+  const loc = frameAt(info.frames, n);
+  if (!loc) throw notFound(`frame ${n} does not exist (the instance has ${info.frameCount})`);
   const data = await readRanges(ctx, info, loc.ranges);
   return { data, bitOffset: loc.bitOffset };
 }

@@ -40,6 +40,6 @@ export function referencedImage(ctx: ServerContext, ps: PresentationState, sop: 
   const row = ctx.index.getInstance(sop);
   if (!row) throw notFound(`image ${sop}, referenced by the presentation state, is not stored`);
   const info = getInstance(ctx, row.study_uid, row.series_uid, sop);
-  if (!info.render || info.frames.length === 0) throw new HttpError(422, `image ${sop}, referenced by the presentation state, has no renderable pixel data`);
+  if (!info.render || info.frameCount === 0) throw new HttpError(422, `image ${sop}, referenced by the presentation state, has no renderable pixel data`);
   return info;
 }

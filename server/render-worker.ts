@@ -27,6 +27,8 @@ export interface RenderTask {
   quality?: number;
   /** PS3.18 8.3.5.1.2 annotation: the kinds asked for and the instance's DICOM JSON to take the text from */
   annotation?: { kinds: string[]; metadata: string };
+  /** decode only (WADO-RS frames as native bytes): the result's body is the samples, little endian */
+  decodeOnly?: boolean;
 }
 
 /** `decoded`: a compressed frame's samples, in shared memory, for the caller to keep for the next window. */
@@ -41,6 +43,12 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
   // Only the codecs this frame and this output need: each wasm heap is memory the thread keeps.
   await Promise.all([t.decoded ? undefined : initCodecsFor(t.transferSyntaxUID), t.mediaType === 'image/jpeg' ? initCodecs(['dcmjs-codecs']) : undefined]);
   try {
+    if (t.decodeOnly) {
+      if (!t.data) return { ok: false, status: 500, reason: 'decoding failed' };
+      await initCodecsFor(t.transferSyntaxUID);
+      const px = decodeFrame(t.transferSyntaxUID, { data: t.data, bitOffset: t.bitOffset }, t.desc.frame).pixels;
+      return { ok: true, body: new Uint8Array(px.buffer, px.byteOffset, px.byteLength) };
+    }
     let decoded = t.decoded;
     let keep: DecodedFrame | undefined;
     if (!decoded) {

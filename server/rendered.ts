@@ -14,7 +14,7 @@ import { badRequest, HttpError, notAcceptable, notFound, payloadTooLarge } from 
 import { requestAccept, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
 import { parseFrameList } from './wado';
-import { sendMultipart, wrap } from './http';
+import { ClientGone, MultipartStream, onClientGone, wrap } from './http';
 import { renderTask, sharedCopy, RenderTask, RenderResult } from './render-worker';
 import { maxReduction } from '../render';
 import { decodesReduced, isEncapsulated } from '../render/codecs';
@@ -34,7 +34,7 @@ export function requireRenderable(info: InstanceInfo, maxPixels: number): void {
   if (f.rows * f.columns > maxPixels) {
     throw payloadTooLarge(`frame of ${f.columns}x${f.rows} = ${f.rows * f.columns} pixels is over this server's rendering limit of ${maxPixels} pixels (MAX_RENDER_PIXELS)`);
   }
-  if (info.frames.length === 0) throw new HttpError(422, 'Pixel Data is shorter than one frame');
+  if (info.frameCount === 0) throw new HttpError(422, 'Pixel Data is shorter than one frame');
 }
 
 /** Bumped whenever rendering output changes, so ETags change with it. */
@@ -162,6 +162,11 @@ export function chooseRenderedType(req: Request): RenderedMediaType {
  */
 const INLINE_MAX_PIXELS = 1024 * 1024;
 
+/** Pixels of the image a render makes: the viewport's when one is asked for (a 128x128 frame may become 8192x8192). */
+function outputPixels(options: RenderOptions, f: { rows: number; columns: number }): number {
+  return options.viewport ? options.viewport.vw * options.viewport.vh : f.rows * f.columns;
+}
+
 /**
  * A map bounded by the bytes of its values, least recently used first out. A value above `maxEntry` bytes is not
  * kept (by default a quarter of the bound: one value never evicts most of the cache).
@@ -233,20 +238,53 @@ export class RenderService {
 
   async stop() { await this.pool?.destroy(); }
 
+  /** Tasks in the workers or waiting for one, and tasks the workers finished (for tests and monitoring). */
+  stats(): { inFlight: number; queued: number; completed: number } {
+    return { inFlight: this.inFlight, queued: this.pool?.queueSize ?? 0, completed: this.pool?.completed ?? 0 };
+  }
+
   /** Renders one frame, or answers from the cache. */
   async render(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType,
-    key = etagOf(info, frameNumber, params, mediaType)): Promise<Buffer> {
+    key = etagOf(info, frameNumber, params, mediaType), signal?: AbortSignal): Promise<Buffer> {
     const hit = this.cache.get(key);
     if (hit) return hit;
+    if (signal?.aborted) throw new ClientGone();
     this.active++;
     try {
-      return await this.renderUncached(info, frameNumber, params, mediaType, key);
+      return await this.renderUncached(info, frameNumber, params, mediaType, key, signal);
     } finally {
       this.active--;
     }
   }
 
-  private async renderUncached(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType, key: string): Promise<Buffer> {
+  /**
+   * A stored frame decoded to native little-endian samples (WADO-RS frames without transfer-syntax=*), in a worker:
+   * a large or hostile compressed frame may take seconds to decode, which must not be the event loop's seconds.
+   * `signal`: the client has gone; a queued task is dropped, a running one ends with its worker.
+   */
+  async decodeToBytes(info: InstanceInfo, data: Buffer, bitOffset: number | undefined, signal?: AbortSignal): Promise<Buffer> {
+    if (signal?.aborted) throw new ClientGone();
+    const task: RenderTask = {
+      transferSyntaxUID: info.transferSyntaxUID, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), bitOffset,
+      desc: info.render, frameNumber: 1, options: {}, mediaType: 'image/png', decodeOnly: true,
+    };
+    let result: RenderResult | Uint8Array;
+    if (!this.pool) result = await renderTask(task);
+    else {
+      this.inFlight++;
+      try {
+        result = await (this.pool.run(task, { signal }) as Promise<RenderResult | Uint8Array>);
+      } catch (e) {
+        if (signal?.aborted) throw new ClientGone();
+        throw e;
+      } finally { this.inFlight--; }
+    }
+    const bytes = ArrayBuffer.isView(result) ? result : result.ok ? result.body : undefined;
+    if (!bytes) { const r = result as { status: number; reason: string }; throw new HttpError(r.status, r.reason); }
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  private async renderUncached(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType, key: string, signal?: AbortSignal): Promise<Buffer> {
     requireRenderable(info, this.ctx.config.limits.maxRenderPixels);
     const f = info.render.frame;
     // A viewer changing the window re-renders the same frame: its bytes (or decoded samples) come from memory.
@@ -295,17 +333,24 @@ export class RenderService {
       // main thread would end up rendering everything.
       let inline = !this.pool;
       if (!inline && this.inFlight === 0 && mediaType === 'image/png' && !task.annotation
-        && f.rows * f.columns <= INLINE_MAX_PIXELS && (task.decoded !== undefined || !compressed)) {
+        && f.rows * f.columns <= INLINE_MAX_PIXELS && outputPixels(params.options, f) <= INLINE_MAX_PIXELS && (task.decoded !== undefined || !compressed)) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         inline = this.active === 1 && this.inFlight === 0;
       }
       let run: Promise<RenderResult | Uint8Array>;
+      if (signal?.aborted) throw new ClientGone();
       if (inline) run = renderTask(task);
       else {
         this.inFlight++;
-        run = (this.pool!.run(task) as Promise<RenderResult | Uint8Array>).finally(() => { this.inFlight--; });
+        run = (this.pool!.run(task, { signal }) as Promise<RenderResult | Uint8Array>).finally(() => { this.inFlight--; });
       }
-      const result = await run;
+      let result: RenderResult | Uint8Array;
+      try {
+        result = await run;
+      } catch (e) {
+        if (signal?.aborted) throw new ClientGone(); // the client left: piscina dropped or ended the task
+        throw e;
+      }
       let image: Uint8Array;
       if (ArrayBuffer.isView(result)) image = result;
       else if (!result.ok) throw new HttpError(result.status, result.reason);
@@ -347,28 +392,37 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   // With authentication on, shared caches must not hand an image to someone else.
   const cacheControl = `${ctx.config.auth?.enabled ? 'private' : 'public'}, max-age=31536000, immutable`;
 
+  /** Aborted when the client disconnects before its answer is complete: renders not yet run are skipped. */
+  const clientSignal = (req: Request, res: Response) => {
+    const ac = new AbortController();
+    onClientGone(req, res, () => ac.abort());
+    return ac.signal;
+  };
+
   const sendOne = async (req: Request, res: Response, info: InstanceInfo, frame: number, params: RenderedParams) => {
     const type = chooseRenderedType(req);
     const etag = etagOf(info, frame, params, type);
     res.set('ETag', etag);
     res.set('Cache-Control', cacheControl);
     if (notModified(req, etag)) { res.status(304).end(); return; }
-    const body = await service.render(info, frame, params, type, etag);
+    const body = await service.render(info, frame, params, type, etag, clientSignal(req, res));
     res.status(200).type(type).send(body);
   };
 
+  // One image at a time: rendered, written, then the next; memory is one image whatever the count.
   const sendMany = async (req: Request, res: Response, items: Array<{ info: InstanceInfo; frame: number }>, params: RenderedParams) => {
     const type = chooseRenderedType(req);
-    const parts = [];
-    for (const it of items) parts.push({ contentType: type, body: await service.render(it.info, it.frame, params, type) });
+    const signal = clientSignal(req, res);
     res.set('Cache-Control', cacheControl);
-    sendMultipart(res, type, parts);
+    const out = new MultipartStream(req, res, type);
+    for (const it of items) await out.part(type, await service.render(it.info, it.frame, params, type, undefined, signal));
+    out.end();
   };
 
   const maxPixels = ctx.config.limits.maxRenderPixels;
   const inst = (req: Request) => getInstance(ctx, String(req.params.study), String(req.params.series), String(req.params.sop));
   const renderable = (list: InstanceInfo[]) => {
-    const ok = list.filter((i) => i.render && i.frames.length > 0);
+    const ok = list.filter((i) => i.render && i.frameCount > 0);
     if (ok.length === 0) throw notFound('no renderable instance here');
     return ok;
   };
@@ -376,7 +430,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   r.get('/studies/:study/series/:series/instances/:sop/frames/:frames/rendered', wrap(async (req, res) => {
     const info = inst(req);
     requireRenderable(info, maxPixels);
-    const frames = parseFrameList(String(req.params.frames), info.frames.length);
+    const frames = parseFrameList(String(req.params.frames), info.frameCount);
     const params = parseRenderedParams(req.query, maxViewport);
     if (frames.length === 1) return sendOne(req, res, info, frames[0], params);
     return sendMany(req, res, frames.map((frame) => ({ info, frame })), params);
@@ -390,7 +444,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     requireRenderable(info, maxPixels);
     const params = parseRenderedParams(req.query, maxViewport);
     const multipart = requestAccept(req).some((a) => a.type === 'multipart/related');
-    if (info.frames.length > 1 && multipart) return sendMany(req, res, info.frames.map((_, i) => ({ info, frame: i + 1 })), params);
+    if (info.frameCount > 1 && multipart) return sendMany(req, res, Array.from({ length: info.frameCount }, (_, i) => ({ info, frame: i + 1 })), params);
     return sendOne(req, res, info, 1, params);
   }));
 
@@ -400,7 +454,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   const sendPresentation = async (req: Request, res: Response, info: InstanceInfo, thumbnail = false) => {
     const params = parseRenderedParams(req.query, maxViewport, thumbnail ? { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } } : {});
     const ps = await loadPresentationState(ctx, info);
-    const targets = referencedFrames(ps, (sop) => referencedImage(ctx, ps, sop).frames.length);
+    const targets = referencedFrames(ps, (sop) => referencedImage(ctx, ps, sop).frameCount);
     if (targets.length === 0) throw new HttpError(422, 'the presentation state references no frame of its images');
     const item = (t: { sopInstanceUID: string; frame: number }) => {
       const image = referencedImage(ctx, ps, t.sopInstanceUID);
@@ -410,13 +464,14 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     const multipart = requestAccept(req).some((a) => a.type === 'multipart/related');
     if (targets.length > 1 && multipart && !thumbnail) {
       const type = chooseRenderedType(req);
-      const parts = [];
+      const signal = clientSignal(req, res);
+      res.set('Cache-Control', cacheControl);
+      const out = new MultipartStream(req, res, type);
       for (const t of targets) {
         const it = item(t);
-        parts.push({ contentType: type, body: await service.render(it.info, it.frame, it.params, type) });
+        await out.part(type, await service.render(it.info, it.frame, it.params, type, undefined, signal));
       }
-      res.set('Cache-Control', cacheControl);
-      return sendMultipart(res, type, parts);
+      return out.end();
     }
     const first = item(targets[0]);
     return sendOne(req, res, first.info, first.frame, first.params);
@@ -438,7 +493,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     const ok = renderable(list);
     const info = ok[Math.floor((ok.length - 1) / 2)];
     const params = parseRenderedParams(req.query, maxViewport, { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } });
-    await sendOne(req, res, info, Math.floor((info.frames.length - 1) / 2) + 1, params);
+    await sendOne(req, res, info, Math.floor((info.frameCount - 1) / 2) + 1, params);
   };
   r.get('/studies/:study/thumbnail', wrap(async (req, res) => thumb(req, res, instancesOf(ctx, String(req.params.study)))));
   r.get('/studies/:study/series/:series/thumbnail', wrap(async (req, res) =>
@@ -451,7 +506,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   }));
   r.get('/studies/:study/series/:series/instances/:sop/frames/:frames/thumbnail', wrap(async (req, res) => {
     const info = inst(req);
-    const frames = parseFrameList(String(req.params.frames), info.frames.length);
+    const frames = parseFrameList(String(req.params.frames), info.frameCount);
     const params = parseRenderedParams(req.query, maxViewport, { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } });
     await sendOne(req, res, info, frames[0], params);
   }));

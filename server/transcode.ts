@@ -20,6 +20,8 @@
 import * as zlib from 'zlib';
 import { ServerContext } from './context';
 import { InstanceInfo } from './instances';
+import { frameAt } from '../dicom/frames';
+import { MAX_INFLATED_BYTES } from './ingest';
 import {
   AsyncByteSource, BufferByteSource, WindowedSource, PixelElement, SourceSyntax, UNDEFINED_LENGTH,
   element, elementHeader, fileMeta, stringElement, usElement, writeExplicitLittle,
@@ -83,7 +85,7 @@ export function instanceTarget(ctx: ServerContext, info: InstanceInfo, target: s
   if (!isSupportedTransferSyntax(stored)) return { reason: `stored transfer syntax ${stored} is not one we decode` };
   const f: FrameInfo | undefined = info.render?.frame;
   if (!f) return { reason: 'the stored pixel data cannot be decoded' };
-  if (info.frames.length !== Math.max(1, info.numberOfFrames)) return { reason: 'not every frame of the stored pixel data could be located' };
+  if (info.frameCount !== Math.max(1, info.numberOfFrames)) return { reason: 'not every frame of the stored pixel data could be located' };
   if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) return { reason: 'frames larger than the decoding pixel limit' };
   if (target === EXPLICIT_LE) return { syntax: EXPLICIT_LE };
   if (storedIsLossy(info) && !isLossyTarget(target)) return { reason: 'lossy compressed pixels are not re-encoded in a lossless transfer syntax' };
@@ -93,7 +95,7 @@ export function instanceTarget(ctx: ServerContext, info: InstanceInfo, target: s
 
 /** Frame `n` (1-based) as stored: native bytes or the compressed bitstream (fragments joined). */
 async function storedFrame(src: AsyncByteSource, info: InstanceInfo, n: number): Promise<{ data: Buffer; bitOffset?: number }> {
-  const loc = info.frames[n - 1];
+  const loc = frameAt(info.frames, n)!;
   const parts = await Promise.all(loc.ranges.map((r) => src.read(r.offset, r.length)));
   return { data: parts.length === 1 ? parts[0] : Buffer.concat(parts), bitOffset: loc.bitOffset };
 }
@@ -102,8 +104,10 @@ async function openSource(ctx: ServerContext, info: InstanceInfo): Promise<{ src
   const stored = info.transferSyntaxUID;
   if (info.bulk.deflated || stored === DEFLATED) {
     // PS3.5 A.5: the dataset is one deflate stream; offsets recorded at ingest are into its inflated form.
+    // In zlib's thread pool, not on the event loop; at most what ingest accepted (256 MiB, server/ingest.ts).
     const file = await ctx.blobs.readAll(info.blobKey);
-    const inflated = zlib.inflateRawSync(file.subarray(info.bulk.datasetOffset), { maxOutputLength: 1024 * 1024 * 1024 });
+    const inflated = await new Promise<Buffer>((resolve, reject) => zlib.inflateRaw(file.subarray(info.bulk.datasetOffset),
+      { maxOutputLength: MAX_INFLATED_BYTES }, (err, out) => (err ? reject(new CodecError('CORRUPT_BITSTREAM', 'the stored deflated dataset does not inflate')) : resolve(out))));
     return { src: new BufferByteSource(inflated), start: 0, syntax: { little: true, explicit: true } };
   }
   const src = new WindowedSource((o, l) => ctx.blobs.read(info.blobKey, o, l), info.size);
@@ -174,7 +178,7 @@ export async function* instanceIn(ctx: ServerContext, info: InstanceInfo, syntax
     if (!f) throw new CodecError('UNSUPPORTED_PIXEL_FORMAT', 'the stored pixel data cannot be decoded');
     await initCodecsFor(stored);
     if (syntax !== EXPLICIT_LE) await initEncoders(syntax);
-    const frames = info.frames.length;
+    const frames = info.frameCount;
     // The first frame before anything is written: its output tells Photometric Interpretation, Bits Stored and the ratio.
     const first = frameOut(stored, syntax, await storedFrame(src, info, 1), f);
     replace.set('00280004', stringElement('00280004', 'CS', [first.photometricInterpretation]));

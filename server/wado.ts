@@ -8,9 +8,10 @@ import { badRequest, notAcceptable, notFound, payloadTooLarge } from './errors';
 import { requestAccept, AcceptEntry, mediaMatches } from './accept';
 import { getInstance, instancesOf, readFrame, readBulk, metadataWithBase, InstanceInfo, checkBlob, damagedBlob } from './instances';
 import * as crypto from 'crypto';
-import { baseUrl, boundary, sendDicomJson, sendMultipart, wrap } from './http';
+import { baseUrl, boundary, MultipartStream, onClientGone, sendDicomJson, sendMultipart, wrap } from './http';
+import type { RenderService } from './rendered';
 import { BASE_TOKEN } from './ingest';
-import { decodeFrame, initCodecsFor, isEncapsulated, nativeMediaType } from '../render/codecs';
+import { isEncapsulated, nativeMediaType } from '../render/codecs';
 import { EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, instanceIn, instanceTarget, storedIsLossy, transcodeFrame } from './transcode';
 
 export { EXPLICIT_LE };
@@ -162,24 +163,22 @@ function chooseFrameRepresentation(ctx: ServerContext, accept: AcceptEntry[], in
   throw notAcceptable(reason);
 }
 
-/** Decoded pixels as Explicit VR Little Endian native bytes (PS3.5 8.2). */
-function toLittleEndianBytes(pixels: ArrayLike<number> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number; BYTES_PER_ELEMENT: number }): Buffer {
-  // Typed arrays are little endian on every platform Node supports (x86, ARM little endian).
-  return Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength);
-}
-
 export function parseFrameList(s: string, max: number): number[] {
   if (!/^\d{1,9}(,\d{1,9})*$/.test(s)) throw badRequest('frame list must be comma-separated frame numbers from 1');
   const list = s.split(',').map(Number);
   if (list.length > 10000) throw badRequest('too many frames in one request');
+  const seen = new Set<number>();
   for (const n of list) {
     if (n < 1) throw badRequest('frame numbers start at 1');
     if (n > max) throw notFound(`frame ${n} does not exist (the instance has ${max})`);
+    // PS3.18 defines {frames} as a list of non-duplicate frame numbers; a repeat would only multiply the response
+    if (seen.has(n)) throw badRequest(`frame ${n} is listed twice (PS3.18: a frame list has no duplicates)`);
+    seen.add(n);
   }
   return list;
 }
 
-export function wadoRouter(ctx: ServerContext): express.Router {
+export function wadoRouter(ctx: ServerContext, renderer: RenderService): express.Router {
   const r = express.Router();
 
   r.get('/studies/:study', wrap(async (req, res) => sendInstances(ctx, req, res, instancesOf(ctx, String(req.params.study)))));
@@ -216,11 +215,11 @@ export function wadoRouter(ctx: ServerContext): express.Router {
     if (encapsulated) {
       // Encapsulated Pixel Data: one part per frame, in its compressed form.
       const media = nativeMediaType(info.transferSyntaxUID) ?? 'application/octet-stream';
-      const parts = [];
-      for (let n = 1; n <= info.frames.length; n++) {
-        parts.push({ contentType: `${media}; transfer-syntax=${info.transferSyntaxUID}`, body: (await readFrame(ctx, info, n)).data });
+      const out = new MultipartStream(req, res, media);
+      for (let n = 1; n <= info.frameCount; n++) {
+        await out.part(`${media}; transfer-syntax=${info.transferSyntaxUID}`, (await readFrame(ctx, info, n)).data);
       }
-      sendMultipart(res, media, parts);
+      out.end();
       return;
     }
     const body = await readBulk(ctx, info, ref);
@@ -235,10 +234,14 @@ export function wadoRouter(ctx: ServerContext): express.Router {
 
   r.get('/studies/:study/series/:series/instances/:sop/frames/:frames', wrap(async (req, res) => {
     const info = getInstance(ctx, String(req.params.study), String(req.params.series), String(req.params.sop));
-    if (info.frames.length === 0) throw notFound('the instance has no pixel data frames');
-    const list = parseFrameList(String(req.params.frames), info.frames.length);
+    if (info.frameCount === 0) throw notFound('the instance has no pixel data frames');
+    const list = parseFrameList(String(req.params.frames), info.frameCount);
     const choice = chooseFrameRepresentation(ctx, requestAccept(req), info, list.length === 1);
-    const parts: Array<{ contentType: string; body: Buffer }> = [];
+    const partType = choice.contentType.split(';')[0];
+    const out = new MultipartStream(req, res, partType);
+    const ac = new AbortController();
+    onClientGone(req, res, () => ac.abort());
+    const base = `${req.baseUrl}${req.path.replace(/frames\/.*/, '')}frames/`;
     for (const n of list) {
       const frame = await readFrame(ctx, info, n);
       let body = frame.data;
@@ -251,14 +254,11 @@ export function wadoRouter(ctx: ServerContext): express.Router {
         if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) {
           throw payloadTooLarge(`frame of ${f.columns}x${f.rows} pixels is over this server's decoding limit of ${ctx.config.limits.maxRenderPixels} pixels (MAX_RENDER_PIXELS); request transfer-syntax=*`);
         }
-        await initCodecsFor(info.transferSyntaxUID); // only this syntax's codec: each wasm heap stays in this thread
-        const decoded = decodeFrame(info.transferSyntaxUID, { data: frame.data, bitOffset: frame.bitOffset }, f); // CodecError: 4xx in app.ts
-        body = toLittleEndianBytes(decoded.pixels as any);
+        body = await renderer.decodeToBytes(info, frame.data, frame.bitOffset, ac.signal); // in a worker; CodecError: 4xx
       }
-      parts.push({ contentType: choice.contentType, body });
+      await out.part(choice.contentType, body, `${base}${n}`);
     }
-    const partType = choice.contentType.split(';')[0];
-    sendMultipart(res, partType, parts.map((p, i) => ({ ...p, location: `${req.baseUrl}${req.path.replace(/frames\/.*/, '')}frames/${list[i]}` })));
+    out.end();
   }));
 
   return r;

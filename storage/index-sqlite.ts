@@ -27,7 +27,7 @@ export interface InstanceRecord {
   instanceAttrs: JsonDataset;
   /** JSON text of the full metadata with BulkDataURI placeholders */
   metadata: string;
-  /** JSON text: FrameLocation[] */
+  /** JSON text: FrameTable of dicom/frames.ts (native frames computed, encapsulated ones listed) */
   frames: string;
   /** JSON text: BulkRef[] (+ deflated flag) */
   bulk: string;

@@ -5,6 +5,13 @@
  * Every request must end in a 2xx where valid or a 4xx with a JSON reason: never a 5xx, a stack trace, a crash
  * or a hang; and the server keeps serving other clients. The number of inputs tried is printed and written to
  * test-output/fuzz-count.txt.
+ *
+ * Issue 14 classes: pattern bombs on every key that takes wildcards, pixel geometry bombs, compression bombs in
+ * every codec (headers claiming huge images), list bombs (frame lists, includefield lists, many keys), and clients
+ * that disconnect mid-request. While the HTTP tests run, the event-loop delay, /health latency and RSS are
+ * watched; the last test fails past LOOP_MAX_MS (default 1000 ms, any single stall) or FUZZ_RSS_MB (1536 MB).
+ *
+ * `npm test` tries ~8,000 inputs; FUZZ_RUNS=N scales every property to about N in all (nightly: FUZZ_RUNS=100000).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -13,6 +20,15 @@ import request from 'supertest';
 import { startServer, TestServer, corpusFile, multipartBody, readUids, CORPUS, binaryParser } from './helpers/server';
 import { mutate, mutationArb, renameInstance, unendingSequences, deflateBomb, deflatedHugeFrame, Mutation } from './helpers/fuzz-mutators';
 import { parseDicom, DicomParseError } from '../dicom/parse';
+import * as http from 'http';
+import { compressionBombs, encapsulatedFile, geometryFile, newUid, watchLoop, WILDCARD_KEYS, LoopReport } from './helpers/bombs';
+
+/** Inputs of a default run; FUZZ_RUNS scales every property's run count to reach about that many in all. */
+const DEFAULT_TOTAL = 8000;
+const SCALE = process.env.FUZZ_RUNS ? Math.max(0.01, Number(process.env.FUZZ_RUNS) / DEFAULT_TOTAL) : 1;
+const runs = (n: number) => Math.max(1, Math.round(n * SCALE));
+const LOOP_MAX_MS = Number(process.env.LOOP_MAX_MS ?? 1000);
+const RSS_MAX_MB = Number(process.env.FUZZ_RSS_MB ?? 1536);
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
 const counts: Record<string, number> = {};
@@ -32,13 +48,25 @@ beforeAll(async () => {
   expect((await request(srv.url).post('/dicom-web/studies').set('Content-Type', contentType).send(body)).status).toBe(200);
 });
 
+/** The event loop and RSS, watched during every test that sends HTTP requests (the parser tests block on purpose). */
+const loop: Array<{ test: string; r: LoopReport }> = [];
+let watcher: ReturnType<typeof watchLoop> | undefined;
+beforeEach(() => {
+  if (!/^the parser/.test(expect.getState().currentTestName ?? '')) watcher = watchLoop(srv.url);
+});
+afterEach(async () => {
+  if (watcher) loop.push({ test: expect.getState().currentTestName ?? '', r: await watcher.stop() });
+  watcher = undefined;
+});
+
 afterAll(async () => {
   await srv?.stop();
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
   const detail = Object.entries(counts).map(([k, v]) => `${k}: ${v}`).join(', ');
   console.log(`fuzz inputs tried: ${total} (${detail})`);
   fs.mkdirSync(path.join(process.cwd(), 'test-output'), { recursive: true });
-  fs.writeFileSync(path.join(process.cwd(), 'test-output', 'fuzz-count.txt'), `${total}\n${detail}\nseed ${SEED}\n`);
+  const loopLines = loop.map(({ test, r }) => `${test}: loop delay p99 ${r.p99} max ${r.max} ms; /health ${r.health}x slowest ${r.healthMax} ms; RSS max ${r.rssMaxMB} MB`);
+  fs.writeFileSync(path.join(process.cwd(), 'test-output', 'fuzz-count.txt'), `${total}\n${detail}\nseed ${SEED}\n${loopLines.join('\n')}\n`);
 });
 
 /** A response a client can live with: not 5xx; an error is JSON with a short reason and no stack trace. */
@@ -92,7 +120,7 @@ describe('the parser', () => {
       try { parseDicom(buf); } catch (e) {
         if (!(e instanceof DicomParseError)) throw new Error(`${file} ${JSON.stringify(m)}: ${(e as Error)?.stack ?? e}`);
       }
-    }), { seed: SEED, numRuns: 3000 });
+    }), { seed: SEED, numRuns: runs(2600) });
   });
 
   test('random bytes after a valid header', () => {
@@ -104,7 +132,7 @@ describe('the parser', () => {
       try { parseDicom(Buffer.concat([head, meta, uid, Buffer.from(tail)])); } catch (e) {
         if (!(e instanceof DicomParseError)) throw e;
       }
-    }), { seed: SEED, numRuns: 1500 });
+    }), { seed: SEED, numRuns: runs(1200) });
   });
 });
 
@@ -119,7 +147,7 @@ describe('STOW-RS of hostile files', () => {
       expectClean(res, what);
       if (![200, 202, 409].includes(res.status)) throw new Error(`${what}: unexpected ${res.status}`);
       await probeStored(res, what);
-    }), { seed: SEED, numRuns: 250 });
+    }), { seed: SEED, numRuns: runs(250) });
   });
 
   test('compressed and native frames claiming huge dimensions', async () => {
@@ -185,7 +213,7 @@ describe('broken multipart bodies', () => {
       const res = await r.send(body);
       expectClean(res, `multipart ${JSON.stringify(ct)} ${pieces.length} pieces`);
       if (res.status >= 200 && res.status < 300) expect(res.body['00081199'] ?? res.body['00081198']).toBeDefined();
-    }), { seed: SEED, numRuns: 400 });
+    }), { seed: SEED, numRuns: runs(400) });
   });
 
   test('a body cut short, and one that ends without a closing delimiter', async () => {
@@ -237,7 +265,7 @@ describe('paths, frame lists and query strings on every route', () => {
         if (accept) r = r.set('Accept', accept);
         const res = await r;
         expectClean(res, `GET ${p.slice(0, 300)} Accept ${accept}`, accept ?? 'image/jpeg');
-      }), { seed: SEED, numRuns: 1500 });
+      }), { seed: SEED, numRuns: runs(1500) });
   });
 
   test('raw request lines with traversal and broken encodings never reach the file store', async () => {
@@ -265,5 +293,116 @@ describe('paths, frame lists and query strings on every route', () => {
     const res = await request(srv.url).get(`/dicom-web/studies/${S}/series/${SE}/instances/${I}/metadata`).set('Accept', 'application/dicom+json');
     expect(res.status).toBe(200);
     expect((await request(srv.url).get('/health')).status).toBe(200);
+  });
+});
+
+describe('issue 14: pattern, geometry, compression and list bombs; disconnects', () => {
+  const get = (p: string, accept = 'application/dicom+json') => request(srv.url).get(p).set('Accept', accept).timeout(30_000).buffer(true).parse(binaryParser);
+
+  test('wildcard patterns on every key that takes them, fuzzy or not', async () => {
+    const { longValuesInstance } = await import('./helpers/bombs');
+    expect((await stow([longValuesInstance().file])).status).toBe(200);
+    const patternArb = fc.oneof(
+      fc.array(fc.constantFrom('*', '?', 'A', 'B', '^', '=', ' ', '\u00c5', '[', '%'), { maxLength: 120 }).map((a) => a.join('')),
+      fc.tuple(fc.constantFrom('*A', 'A*', '?*', '*?', '*A?'), fc.integer({ min: 1, max: 600 }), fc.constantFrom('', 'B', '*')).map(([u, n, end]) => u.repeat(n) + end),
+    );
+    await fc.assert(fc.asyncProperty(fc.constantFrom(...WILDCARD_KEYS), patternArb, fc.boolean(), async (k, pattern, fuzzy) => {
+      count('QIDO: pattern bombs');
+      const res = await request(srv.url).get(`/dicom-web/${k.level}`).query({ [k.key]: pattern, fuzzymatching: String(fuzzy) })
+        .set('Accept', 'application/dicom+json').timeout(30_000);
+      expectClean(res, `${k.level}?${k.key}=${pattern.slice(0, 60)}`);
+    }), { seed: SEED, numRuns: runs(300) });
+  });
+
+  test('pixel geometry: any Rows, Columns, Bits Allocated, Samples per Pixel and Number of Frames over a few bytes', async () => {
+    const geometryArb = fc.record({
+      rows: fc.option(fc.constantFrom(0, 1, 2, 7, 512, 65535), { nil: undefined }), columns: fc.option(fc.constantFrom(0, 1, 3, 512, 65535), { nil: undefined }),
+      bitsAllocated: fc.option(fc.constantFrom(0, 1, 7, 8, 12, 16, 32, 64, 65535), { nil: undefined }), samplesPerPixel: fc.option(fc.constantFrom(0, 1, 3, 4, 5, 65535), { nil: undefined }),
+      frames: fc.option(fc.constantFrom(-1, 0, 1, 2, 1000, 3_000_000, 2 ** 31 - 1), { nil: undefined }), pixelBytes: fc.constantFrom(0, 2, 16, 1000, 4096),
+    });
+    await fc.assert(fc.asyncProperty(geometryArb, async (g) => {
+      count('STOW: geometry bombs');
+      const res = await stow([geometryFile(g)]);
+      const what = `geometry ${JSON.stringify(g)}`;
+      expectClean(res, what);
+      if (![200, 202, 409].includes(res.status)) throw new Error(`${what}: unexpected ${res.status}`);
+      await probeStored(res, what);
+    }), { seed: SEED, numRuns: runs(80) });
+  });
+
+  test('compressed frames in every codec claiming huge or impossible sizes', async () => {
+    const bombs = compressionBombs();
+    await fc.assert(fc.asyncProperty(fc.constantFrom(...bombs), fc.constantFrom(1, 8, 4096, 65535), fc.constantFrom(1, 8, 4096, 65535), fc.uint8Array({ maxLength: 64 }),
+      fc.constantFrom(8, 16), async (b, rows, columns, tail, bits) => {
+        count('STOW: compression bombs');
+        const res = await stow([encapsulatedFile(b.ts, Buffer.concat([b.bitstream, Buffer.from(tail)]), { rows, columns, bitsAllocated: bits })]);
+        const what = `${b.name} ${rows}x${columns}`;
+        expectClean(res, what);
+        await probeStored(res, what);
+      }), { seed: SEED, numRuns: runs(50) });
+  });
+
+  test('list bombs: frame lists, includefield lists, many keys and values', async () => {
+    const mf = uids.get('SC_rgb_2frame') ?? ct;
+    expect([200, 409]).toContain((await stow([bytesOf.get(`${mf.file}.dcm`) ?? bytesOf.get('CT_small.dcm')!])).status);
+    const inst = `/dicom-web/studies/${mf.study}/series/${mf.series}/instances/${mf.instance}`;
+    const listArb = fc.oneof(
+      fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 3000 }).map((a) => `${inst}/frames/${a.join(',')}`),
+      fc.integer({ min: 1, max: 12000 }).map((n) => `${inst}/frames/${Array.from({ length: n }, (_, i) => (i % 2) + 1).join(',')}`),
+      fc.array(fc.constantFrom('00100010', 'PatientAge', 'all', '', 'x', '00081030', '7FE00010'), { maxLength: 2000 }).map((a) => `/dicom-web/studies?includefield=${a.join(',')}`),
+      fc.integer({ min: 1, max: 1200 }).map((n) => `/dicom-web/studies?StudyInstanceUID=${Array.from({ length: n }, () => newUid()).join(',')}`),
+      fc.integer({ min: 1, max: 900 }).map((n) => `/dicom-web/studies?${Array.from({ length: n }, (_, i) => `${(0x00091000 + i).toString(16).padStart(8, '0').toUpperCase()}=*A*`).join('&')}`),
+      fc.subarray(WILDCARD_KEYS.map((k) => k.key), { minLength: 1 }).map((keys) => `/dicom-web/instances?${[...new Set(keys)].map((k) => `${k}=*A*`).join('&')}`),
+    );
+    const acceptArb = fc.constantFrom('multipart/related; type="application/octet-stream"', 'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+      'image/png', 'multipart/related; type="image/jpeg"', 'application/dicom+json');
+    await fc.assert(fc.asyncProperty(listArb, acceptArb, fc.boolean(), async (target, accept, rendered) => {
+      count('lists: frame, includefield, keys');
+      const p = rendered && target.includes('/frames/') ? `${target}/rendered` : target;
+      const res = await get(p, accept);
+      expectClean(res, `GET ${p.slice(0, 200)}`);
+    }), { seed: SEED, numRuns: runs(200) });
+  });
+
+  test('clients that disconnect mid-request, on every kind of read and on STOW', async () => {
+    const port = (srv.server.address() as any).port;
+    const S = ct.study, SE = ct.series, I = ct.instance;
+    const paths = [`/dicom-web/studies/${S}`, `/dicom-web/studies/${S}/metadata`, `/dicom-web/studies/${S}/series/${SE}/instances/${I}/frames/1`,
+      `/dicom-web/studies/${S}/series/${SE}/instances/${I}/rendered?viewport=4096,4096`, `/dicom-web/studies/${S}/rendered`,
+      `/dicom-web/studies/${S}/series/${SE}/instances/${I}/bulkdata/7FE00010`, '/dicom-web/studies?PatientName=*A*', '/dicom-web/studies'];
+    const stowBody = multipartBody([bytesOf.get('CT_small.dcm')!, bytesOf.get('MR_small.dcm')!]);
+    await fc.assert(fc.asyncProperty(fc.nat(paths.length), fc.integer({ min: 0, max: 60 }), fc.nat(stowBody.body.length), async (pi, afterMs, cut) => {
+      count('disconnects mid-request');
+      await new Promise<void>((resolve) => {
+        const isStow = pi === paths.length;
+        const req = http.request({ port, host: '127.0.0.1', method: isStow ? 'POST' : 'GET', path: isStow ? '/dicom-web/studies' : paths[pi],
+          headers: isStow ? { 'Content-Type': stowBody.contentType, 'Content-Length': stowBody.body.length } : { Accept: '*/*' } });
+        req.on('error', () => resolve());
+        req.on('close', () => resolve());
+        req.on('response', (res) => { res.on('data', () => undefined); res.on('error', () => resolve()); });
+        if (isStow) req.write(stowBody.body.subarray(0, cut)); else req.end();
+        setTimeout(() => req.destroy(), afterMs);
+      });
+    }), { seed: SEED, numRuns: runs(100) });
+    // everything abandoned has ended; the server answers
+    const t = Date.now();
+    while (Date.now() - t < 30_000 && (srv.renderer.stats().inFlight > 0 || srv.renderer.stats().queued > 0)) await new Promise((r) => setTimeout(r, 50));
+    expect(srv.renderer.stats().inFlight + srv.renderer.stats().queued).toBe(0);
+    expect((await request(srv.url).get('/health')).status).toBe(200);
+    const staged = () => fs.readdirSync(path.join(srv.dataDir, 'staging')).length;
+    for (let i = 0; i < 100 && staged() > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(staged()).toBe(0); // nothing of an abandoned upload is left
+  });
+});
+
+describe('the event loop and memory during all of the above', () => {
+  test(`no stall past LOOP_MAX_MS, RSS under FUZZ_RSS_MB`, () => {
+    const worst = loop.reduce((a, b) => (b.r.max > a.r.max ? b : a), loop[0]);
+    const rss = Math.max(...loop.map((l) => l.r.rssMaxMB));
+    expect(loop.length).toBeGreaterThan(5);
+    if (worst.r.max > LOOP_MAX_MS) throw new Error(`event loop stalled ${worst.r.max} ms in "${worst.test}" (bound ${LOOP_MAX_MS})`);
+    const slowHealth = loop.reduce((a, b) => (b.r.healthMax > a.r.healthMax ? b : a), loop[0]);
+    if (slowHealth.r.healthMax > 2 * LOOP_MAX_MS) throw new Error(`/health took ${slowHealth.r.healthMax} ms in "${slowHealth.test}"`);
+    if (rss > RSS_MAX_MB) throw new Error(`RSS reached ${rss} MB (bound ${RSS_MAX_MB})`);
   });
 });
