@@ -91,7 +91,7 @@ if (!present) {
       const url = res.body?.['00081199']?.Value?.[0]?.['00081190']?.Value?.[0];
       stored.set(name, (res.status === 200 || res.status === 202) && url ? { srv, url: url.replace(/^https?:\/\/[^/]+/, '') } : { status: res.status, body: res.body });
     }
-  }, 300_000);
+  }, 900_000);
 
   afterAll(async () => {
     const lines = [`shared corpus ${SHARED}: ${results.filter((r) => r.diff && r.diff.within1 >= 99.5).length} of ${rows.length} references match, ${Object.keys(EXPECTED_REFUSALS).length} files refused as expected`,
