@@ -3,7 +3,7 @@
  * loopback, alternating between the two so both see the same machine state. Prints medians, p95 and ratios,
  * and writes the table to bench/results/latest.json. Without Orthanc installed, it measures ours alone.
  *
- *   node dist/bench/run.js [--quick] [--no-orthanc] [--no-upload] [--cpu-prof DIR]
+ *   node dist/bench/run.js [--quick] [--no-orthanc] [--no-upload] [--no-viewer] [--cpu-prof DIR]
  */
 import * as fs from 'fs';
 import { execSync } from 'child_process';
@@ -14,6 +14,7 @@ import { median, p95, round, fmt } from './lib/stats';
 import { startOurs, startOrthanc, orthancInstall, tempDir, RssMonitor, Running, repoRoot } from './lib/servers';
 import { loadSyntheticIndex, QIDO_QUERIES } from './lib/qido-load';
 import { pngIdentity } from './lib/png-identity';
+import { viewerRows } from './lib/viewer-load';
 import {
   MR_SPEC, MF_SPEC, ctStowBatches, mrPixels, mfPixels, part10, uid, newMultipart, multipartBody, streamedStowBody,
 } from './lib/dicom-synth';
@@ -42,6 +43,7 @@ const COUNTS = {
   qidoIndex: Q(100_000, 10_000),
   qidoRepeats: Q(25, 5),
   uploadBytes: Q(1024 ** 3, 128 * 1024 ** 2),
+  viewerRepeats: Q(3, 1),
 };
 
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -73,6 +75,8 @@ interface RenderCase { key: string; title: string; obj: Obj; frame: number; wind
 
 interface Row {
   group: string; metric: string; unit: string; ours?: number; orthanc?: number;
+  /** the range over repeats, and the servers' CPU time per repeat (median), where a row has them */
+  oursRange?: [number, number]; orthancRange?: [number, number]; oursCpuMs?: number; orthancCpuMs?: number; cpuBetter?: number;
   /** how many times better ours is (>1: ours better), from the direction of the metric */
   better?: number; target?: string; met?: boolean; note?: string;
 }
@@ -92,11 +96,13 @@ function addRow(r: Omit<Row, 'better'>, lowerIsBetter: boolean, targetFn?: (r: R
 }
 
 function printTable() {
-  const header = ['metric', 'unit', 'ours', 'Orthanc', 'ours ×better', 'target', 'met'];
-  const lines = rows.map((r) => [`${r.group}: ${r.metric}`, r.unit, fmt(r.ours), fmt(r.orthanc), r.better !== undefined ? `${fmt(r.better)}×` : '-',
+  const header = ['metric', 'unit', 'ours', 'Orthanc', 'ours ×better', 'CPU ms ours/Orthanc (×)', 'target', 'met'];
+  const withRange = (v: number | undefined, r?: [number, number]) => (r ? `${fmt(v)} (${fmt(r[0])}-${fmt(r[1])})` : fmt(v));
+  const lines = rows.map((r) => [`${r.group}: ${r.metric}`, r.unit, withRange(r.ours, r.oursRange), withRange(r.orthanc, r.orthancRange), r.better !== undefined ? `${fmt(r.better)}×` : '-',
+    r.oursCpuMs !== undefined ? `${fmt(r.oursCpuMs)}/${fmt(r.orthancCpuMs)}${r.cpuBetter !== undefined ? ` (${fmt(r.cpuBetter)}×)` : ''}` : '',
     r.target ?? '', r.met === undefined ? '' : r.met ? 'yes' : 'NO']);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 && i <= 4 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 && i <= 5 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
   log('');
   log(line(header));
   log(widths.map((w) => '-'.repeat(w)).join('  '));
@@ -250,6 +256,22 @@ async function main() {
         notes.push(`${rc.title}: failed: ${e?.message ?? e}`);
         log(`${rc.title}: FAILED ${e?.message ?? e}`);
       }
+    }
+
+    // Where viewers wait (bench/lib/viewer-load.ts): large JPEG 2000 first views, a 200-instance series opened as
+    // OHIF does, STOW at 1, 4 and 8 in flight; medians and ranges over repeats, server CPU time beside wall time.
+    if (!flag('--no-viewer')) {
+      const vboth = both.map(([name, c]) => [name, c, name === 'ours' ? ours.pid : theirs!.pid] as [string, Client, number]);
+      const vrows = await viewerRows(vboth, COUNTS.viewerRepeats, log, (p) => monitor!.phase(p));
+      for (const v of vrows) {
+        const range = (xs: number[]): [number, number] | undefined => (xs.length ? [round(Math.min(...xs), 1), round(Math.max(...xs), 1)] : undefined);
+        const oc = v.oursCpuMs.length ? median(v.oursCpuMs) : undefined, tcpu = v.orthancCpuMs.length ? median(v.orthancCpuMs) : undefined;
+        addRow({ group: v.group, metric: v.metric, unit: v.unit, ours: median(v.ours), orthanc: v.orthanc.length ? median(v.orthanc) : undefined,
+          oursRange: range(v.ours), orthancRange: range(v.orthanc), oursCpuMs: oc && round(oc, 1), orthancCpuMs: tcpu && round(tcpu, 1),
+          cpuBetter: oc && tcpu ? round(tcpu / oc, 2) : undefined, note: v.note }, v.lowerIsBetter);
+      }
+      raw.viewer = vrows;
+      notes.push(`Viewer rows (bench/lib/viewer-load.ts): ${COUNTS.viewerRepeats} repeats each, ours and Orthanc alternating; the ratio is of medians of wall time; "CPU" is each server's own CPU time (all threads, /proc schedstat) per repeat, robust to a loaded machine.`);
     }
 
     // The same rendered frame again: our cache, then ETag revalidation (304).

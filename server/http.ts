@@ -55,15 +55,26 @@ export const wrap = (h: (req: Request, res: Response) => Promise<void>) =>
 export function boundary(): string { return crypto.randomBytes(16).toString('hex'); }
 
 /** Writes parts as multipart/related (RFC 2387), each with its Content-Type and optional Content-Location. */
+/**
+ * The bodies are handed to the socket as they are (one writev with the part headers, corked), never joined into
+ * one buffer: a frame is read once and copied by nobody before the kernel. Content-Length is the sum.
+ */
 export function sendMultipart(res: Response, type: string, parts: Array<{ contentType: string; body: Buffer; location?: string }>): void {
   const b = boundary();
   const chunks: Buffer[] = [];
+  const crlf = Buffer.from('\r\n');
   for (const p of parts) {
     chunks.push(Buffer.from(`--${b}\r\nContent-Type: ${p.contentType}\r\n${p.location ? `Content-Location: ${p.location}\r\n` : ''}\r\n`, 'latin1'));
-    chunks.push(p.body, Buffer.from('\r\n'));
+    chunks.push(p.body, crlf);
   }
   chunks.push(Buffer.from(`--${b}--\r\n`));
-  res.status(200).set('Content-Type', `multipart/related; type="${type}"; boundary=${b}`).send(Buffer.concat(chunks));
+  let length = 0;
+  for (const c of chunks) length += c.length;
+  res.status(200).set('Content-Type', `multipart/related; type="${type}"; boundary=${b}`).set('Content-Length', String(length));
+  if (res.req?.method === 'HEAD') { res.end(); return; }
+  res.cork();
+  for (const c of chunks) res.write(c);
+  res.end(); // uncorks: the whole response in one writev
 }
 
 /** Bytes of parts a MultipartStream holds before it sends the headers: an error up to there is still a clean 4xx. */

@@ -75,12 +75,36 @@ function readWasm(specifier: string): Promise<Buffer> {
   return bytes;
 }
 
+/**
+ * The compiled module of each codec, kept: a new instance (trimCodecHeaps, reload) then reuses the compiled
+ * code, optimised tiers included, instead of compiling the bytes again and running its first frames in baseline
+ * code (a reduced DX decode right after a trim took ~50 ms instead of ~17).
+ */
+const WA = (globalThis as any).WebAssembly; // not in this project's TypeScript libs
+const compiled = new Map<string, Promise<unknown>>();
+function compiledWasm(specifier: string): Promise<unknown> {
+  let m = compiled.get(specifier);
+  if (!m) {
+    m = readWasm(specifier).then((bytes) => WA.compile(bytes) as Promise<unknown>);
+    m.catch(() => compiled.delete(specifier));
+    compiled.set(specifier, m);
+  }
+  return m;
+}
+
 async function instantiate(name: EmscriptenCodec): Promise<void> {
   const spec = EMSCRIPTEN[name];
   const factory = require(spec.js) as EmscriptenFactory;
   const entry = loaded[name];
-  const module = await factory({
-    wasmBinary: await readWasm(spec.wasm),
+  let failed: (e: unknown) => void = () => undefined;
+  const failure = new Promise<never>((_resolve, reject) => { failed = reject; });
+  const wasm = await compiledWasm(spec.wasm);
+  const module = await Promise.race([failure, factory({
+    // emscripten's hook: instantiate the kept compiled module; the factory resolves once it has the instance
+    instantiateWasm: (imports: unknown, receive: (instance: unknown, module: unknown) => void) => {
+      (WA.instantiate(wasm, imports) as Promise<unknown>).then((instance) => receive(instance, wasm), failed);
+      return {};
+    },
     print: () => undefined,
     printErr: () => undefined,
     quit: (_status: number, toThrow: unknown) => {
@@ -89,7 +113,7 @@ async function instantiate(name: EmscriptenCodec): Promise<void> {
     onAbort: () => {
       entry.dead = true;
     },
-  });
+  })]);
   if (typeof module[spec.decoderClass] !== 'function') {
     throw new Error(`${spec.js} has no ${spec.decoderClass}`);
   }
