@@ -154,7 +154,7 @@ describe('crashes: SIGKILL during concurrent uploads', () => {
     expect(final.report.indexed).toBe(final.report.blobs);
     console.log(`durability: ${ROUNDS} kills, ${attempts} instances sent, ${acked.size} acknowledged and all retrieved intact; ${crashLeftovers} crash leftovers found by verify`);
     expect(acked.size).toBeGreaterThan(0);
-  });
+  }, 300_000); // 9 server starts and 12 verify runs: ~75 s alone on 2 shared cores, past 120 s under a full parallel suite
 });
 
 // A real full disk (a small tmpfs; skipped where this process may not mount): uploads fill it, the server keeps
