@@ -26,12 +26,13 @@ const present = fs.existsSync(path.join(SHARED, 'reference', 'commands.tsv')) &&
  * References that cannot be served, with the answer the server must give instead.
  * - ct-8bit-rescale: its Study and Series Instance UIDs are "REM SAMPLES 1" (not a UID, PS3.5 9.1), which cannot be
  *   put in a WADO-RS URL; the store refuses the instance (CONFORMANCE.md, "UIDs").
- * - bad-huge-dimensions-65535: declares 65535 x 65535 pixels in a 910-byte file; DCMTK renders a 4.3-gigapixel
- *   black image, we refuse frames over MAX_RENDER_PIXELS (100 million by default) with 413 and the limit.
+ * - bad-huge-dimensions-65535: declares 65535 x 65535 16-bit pixels, but its Pixel Data holds 256 bytes; DCMTK renders
+ *   a 4.3-gigapixel black image. The store refuses it (A900H, the pixel data cannot hold one frame: issue 14); a
+ *   stored frame over MAX_RENDER_PIXELS would be 413 with the limit (test/limits.test.ts).
  */
 const EXPECTED_REFUSALS: Record<string, { at: 'store' | 'render'; status: number; reason: RegExp; why: string }> = {
   'ct-8bit-rescale': { at: 'store', status: 409, reason: /not a valid UID/i, why: 'Study/Series Instance UID "REM SAMPLES 1" is not a UID' },
-  'bad-huge-dimensions-65535': { at: 'render', status: 413, reason: /100000000/, why: '65535x65535 frame over the 100-million-pixel limit' },
+  'bad-huge-dimensions-65535': { at: 'store', status: 409, reason: /too few for 1 frame/, why: '65535x65535 frame in 256 bytes of Pixel Data' },
 };
 
 const rows: ReferenceRow[] = present ? referenceRows(SHARED) : [];
