@@ -96,7 +96,7 @@ const DEFAULTS: Config = {
     uploadRateWindowMs: 10_000,
   },
   renderCacheBytes: 16 * 1024 * 1024,
-  frameCacheBytes: 48 * 1024 * 1024,
+  frameCacheBytes: 32 * 1024 * 1024,
   renderWorkers: 2,
   logRequests: false,
   auth: { enabled: false, apiKeys: new Map(), readScope: 'dicomweb.read', writeScope: 'dicomweb.write', signedLinkMaxSeconds: 7 * 24 * 3600, clockSkewSeconds: 60 },
