@@ -274,6 +274,49 @@ async function main() {
       notes.push(`Viewer rows (bench/lib/viewer-load.ts): ${COUNTS.viewerRepeats} repeats each, ours and Orthanc alternating; the ratio is of medians of wall time; "CPU" is each server's own CPU time (all threads, /proc schedstat) per repeat, robust to a loaded machine.`);
     }
 
+    // 16-bit grey PNG (bitdepth=16, issue 21) of the MR 1024 frame: ours alone (Orthanc has no such output),
+    // against our 8-bit PNG of the same frame, alternating request by request and block by block; peak RSS per phase.
+    {
+      const win = (): [number, number] => { serial++; return [1700 + (serial % 997) * 0.5 + serial / 1e4, 3000]; };
+      const path8 = () => renderedPath(objs.mr, 1, win());
+      const path16 = () => `${renderedPath(objs.mr, 1, win())}&bitdepth=16`;
+      try {
+        for (let i = 0; i < COUNTS.warmup; i++) { await timedGet(oc, path8(), pngAccept); await timedGet(oc, path16(), pngAccept); }
+        const lat: Record<'b8' | 'b16', number[]> = { b8: [], b16: [] };
+        const rss: Record<'b8' | 'b16', number> = { b8: 0, b16: 0 };
+        const rps: Record<'b8' | 'b16', { n: number; s: number }> = { b8: { n: 0, s: 0 }, b16: { n: 0, s: 0 } };
+        const n = Q(40, 6), tn = Math.ceil(Q(300, 16) / 2);
+        for (let i = 0; i < n; i++) {
+          for (const k of (i % 2 ? ['b16', 'b8'] : ['b8', 'b16']) as Array<'b8' | 'b16'>) lat[k].push(await timedGet(oc, k === 'b8' ? path8() : path16(), pngAccept));
+        }
+        for (let b = 0; b < 2; b++) {
+          for (const k of ['b8', 'b16'] as const) {
+            monitor.phase(`render mr1024 ${k}`);
+            const paths = Array.from({ length: tn }, () => (k === 'b8' ? path8() : path16()));
+            rps[k].n += tn; rps[k].s += await concurrent(tn, COUNTS.concurrency, (i) => timedGet(oc, paths[i], pngAccept));
+          }
+        }
+        monitor.phase('after mr1024 16-bit');
+        rss.b8 = monitor.phases['render mr1024 b8'] ?? 0; rss.b16 = monitor.phases['render mr1024 b16'] ?? 0;
+        const size = async (p: string) => (await oc.get(p, pngAccept)).body.length / 1024;
+        const bytes = { b8: await size(path8()), b16: await size(path16()) };
+        raw.render_mr1024_16bit = { latencyMs: lat, throughput: rps, rssMb: rss, pngKB: bytes };
+        const g = 'MR 1024x1024 16-bit grey PNG (bitdepth=16), ours only';
+        addRow({ group: g, metric: 'PNG latency median, 16-bit output', unit: 'ms', ours: median(lat.b16) }, true);
+        addRow({ group: g, metric: 'PNG latency median, 8-bit output (same run)', unit: 'ms', ours: median(lat.b8) }, true);
+        addRow({ group: g, metric: `throughput c=${COUNTS.concurrency}, 16-bit output`, unit: 'req/s', ours: rps.b16.n / rps.b16.s }, false);
+        addRow({ group: g, metric: `throughput c=${COUNTS.concurrency}, 8-bit output (same run)`, unit: 'req/s', ours: rps.b8.n / rps.b8.s }, false);
+        addRow({ group: g, metric: 'peak RSS while serving 16-bit', unit: 'MB', ours: rss.b16 }, true);
+        addRow({ group: g, metric: 'peak RSS while serving 8-bit', unit: 'MB', ours: rss.b8 }, true);
+        addRow({ group: g, metric: 'PNG size 16-bit', unit: 'KB', ours: bytes.b16 }, true);
+        addRow({ group: g, metric: 'PNG size 8-bit', unit: 'KB', ours: bytes.b8 }, true);
+        log(`MR 1024 16-bit: ${fmt(median(lat.b16))} ms median (8-bit ${fmt(median(lat.b8))}), ${fmt(rps.b16.n / rps.b16.s)} req/s (8-bit ${fmt(rps.b8.n / rps.b8.s)}), RSS ${fmt(rss.b16)} MB (8-bit ${fmt(rss.b8)}), ${fmt(bytes.b16)} KB (8-bit ${fmt(bytes.b8)})`);
+      } catch (e: any) {
+        notes.push(`MR 1024 16-bit: failed: ${e?.message ?? e}`);
+        log(`MR 1024 16-bit: FAILED ${e?.message ?? e}`);
+      }
+    }
+
     // The same rendered frame again: our cache, then ETag revalidation (304).
     {
       monitor.phase('cached');

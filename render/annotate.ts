@@ -9,7 +9,7 @@
 import { JsonDataset, str, num } from '../dicom/json';
 import { annotationFont, Mask } from './font';
 import type { AppliedVoi } from './render';
-import type { RenderedImage } from './types';
+import type { RenderedImage, RenderedImage16 } from './types';
 
 export interface AnnotationLines {
   topLeft?: string[];
@@ -38,14 +38,14 @@ export function annotationLayout(width: number, height: number, lines: Annotatio
 }
 
 /** Draws `lines` into a copy of `img`, one block per corner. An image with no lines is returned as is. */
-export function annotate(img: RenderedImage, lines: AnnotationLines): RenderedImage {
+export function annotate<I extends RenderedImage | RenderedImage16>(img: I, lines: AnnotationLines): I {
   const blocks = [lines.topLeft, lines.topRight, lines.bottomLeft, lines.bottomRight].map((b) => (b ?? []).map(clean).filter((t) => t !== ''));
   if (blocks.every((b) => b.length === 0)) return img;
   const cleaned: AnnotationLines = { topLeft: blocks[0], topRight: blocks[1], bottomLeft: blocks[2], bottomRight: blocks[3] };
   const { fontSize, lineHeight, margin, outline } = annotationLayout(img.width, img.height, cleaned);
   const font = annotationFont();
   const ascent = Math.round(font.ascent * fontSize);
-  const out: RenderedImage = { width: img.width, height: img.height, channels: img.channels, data: img.data.slice() };
+  const out = { width: img.width, height: img.height, channels: img.channels, data: img.data.slice() } as I;
   const disc = discOffsets(outline);
 
   const draw = (whole: string, right: boolean, baseline: number) => {
@@ -122,8 +122,9 @@ function dilate(m: Mask, hw: Int32Array): Mask {
 }
 
 /** Dark outline first, then white text, each alpha-blended with its coverage; clipped to the image. */
-function composite(img: RenderedImage, outline: Mask, text: Mask): void {
+function composite(img: RenderedImage | RenderedImage16, outline: Mask, text: Mask): void {
   const { width: W, height: H, channels: c, data } = img;
+  const white = data instanceof Uint16Array ? 65535 : 255; // a 16-bit grey image (bitdepth=16): white at full scale
   const { left, top, width: w, height: h } = text;
   const x0 = Math.max(0, left), x1 = Math.min(W, left + w);
   const y0 = Math.max(0, top), y1 = Math.min(H, top + h);
@@ -135,7 +136,7 @@ function composite(img: RenderedImage, outline: Mask, text: Mask): void {
       const p = (y * W + x) * c;
       for (let k = 0; k < c; k++) {
         const v = ((data[p + k] * (255 - o) + 127) / 255) | 0;
-        data[p + k] = ((v * (255 - t) + 255 * t + 127) / 255) | 0;
+        data[p + k] = ((v * (255 - t) + white * t + 127) / 255) | 0;
       }
     }
   }

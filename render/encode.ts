@@ -12,7 +12,8 @@ import * as zlib from 'zlib';
 import { RenderError } from './errors';
 import { initCodecs } from './codecs';
 import { dcmjsCodecsLibrary, dcmjsCodecsFailed } from './codecs/wasm';
-import type { RenderedImage } from './types';
+import type { RenderedImage, RenderedImage16 } from './types';
+import { LITTLE_ENDIAN_HOST } from './codecs/samples';
 import { fastPng } from './native';
 
 export type RenderedMediaType = 'image/png' | 'image/jpeg' | 'image/gif';
@@ -65,9 +66,22 @@ export function encodePng(img: RenderedImage): Buffer {
   return encodePngJs(img);
 }
 
-export function encodePngJs(img: RenderedImage): Buffer {
+/**
+ * A 16-bit grey PNG (bitdepth=16): the samples put in PNG's big-endian order, then the same writer as 8-bit PNG
+ * (the C addon or encodePngJs), since the "up" filter works on bytes whatever the depth (PNG 9.2).
+ */
+export function encodePng16(img: RenderedImage16): Buffer {
+  const { width, height, data } = img;
+  const be = Buffer.allocUnsafe(width * height * 2);
+  be.set(new Uint8Array(data.buffer, data.byteOffset, width * height * 2));
+  if (LITTLE_ENDIAN_HOST) be.swap16();
+  if (fastPng) return fastPng.encodePng(be, width, height, 1, 16);
+  return encodePngJs({ width, height, channels: 1, data: be }, 16);
+}
+
+export function encodePngJs(img: RenderedImage, depth: 8 | 16 = 8): Buffer {
   const { width, height, channels, data } = img;
-  const stride = width * channels;
+  const stride = width * channels * (depth / 8);
   const raw = scratch((stride + 1) * height);
   // PNG 9.2 filter type 2 on every row: Up(x) = Raw(x) - Prior(x) modulo 256; the first row has no prior row.
   raw[0] = 2;
@@ -97,7 +111,7 @@ export function encodePngJs(img: RenderedImage): Buffer {
   const idat = zlib.deflateSync(raw, { level: PNG_SETTINGS.deflateLevel, strategy: PNG_SETTINGS.deflateStrategy ?? zlib.constants.Z_RLE });
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; ihdr[9] = channels === 1 ? 0 : 2; // bit depth 8; grey or truecolour; deflate, adaptive filtering, no interlace
+  ihdr[8] = depth; ihdr[9] = channels === 1 ? 0 : 2; // bit depth 8 or 16; grey or truecolour; deflate, adaptive filtering, no interlace
   return Buffer.concat([PNG_SIGNATURE, ...pngChunk('IHDR', ihdr), ...pngChunk('IDAT', idat), ...pngChunk('IEND', new Uint8Array(0))]);
 }
 

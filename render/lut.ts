@@ -140,16 +140,22 @@ export function compose(...steps: Step[]): Step {
   };
 }
 
+/** Output tables: 8-bit (the usual image) or 16-bit (bitdepth=16, PNG only). */
+export type OutTable = Uint8Array | Uint16Array;
+
 /**
- * Flatten a composed pipeline into a table indexed by (stored value - storedMin), clamped to 0..255.
- * The hot loop is then out[i] = table[pixel[i] - storedMin].
+ * Flatten a composed pipeline into a table indexed by (stored value - storedMin), clamped to 0..255 (or, with
+ * bits 16, 0..65535). The hot loop is then out[i] = table[pixel[i] - storedMin].
  */
-export function flatten(step: Step, storedMin: number, storedMax: number): Uint8Array {
+export function flatten(step: Step, storedMin: number, storedMax: number): Uint8Array;
+export function flatten(step: Step, storedMin: number, storedMax: number, bits: 16): Uint16Array;
+export function flatten(step: Step, storedMin: number, storedMax: number, bits: 8 | 16 = 8): OutTable {
   const n = storedMax - storedMin + 1;
-  const table = new Uint8Array(n);
+  const top = bits === 16 ? 65535 : 255;
+  const table = bits === 16 ? new Uint16Array(n) : new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     const v = step(storedMin + i);
-    table[i] = v <= 0 ? 0 : v >= 255 ? 255 : v;
+    table[i] = v <= 0 ? 0 : v >= top ? top : v;
   }
   return table;
 }
@@ -169,12 +175,15 @@ export function storedRange(bitsStored: number, signed: boolean): { min: number;
  * until that holds. A window over 400 of 65536 stored values costs a few hundred evaluations instead of
  * 65536 (test/render-lut.test.ts checks it against flatten() on random windows).
  */
-export function flattenMonotone(step: Step, storedMin: number, storedMax: number): Uint8Array {
+export function flattenMonotone(step: Step, storedMin: number, storedMax: number): Uint8Array;
+export function flattenMonotone(step: Step, storedMin: number, storedMax: number, bits: 16): Uint16Array;
+export function flattenMonotone(step: Step, storedMin: number, storedMax: number, bits: 8 | 16 = 8): OutTable {
   const n = storedMax - storedMin + 1;
-  const table = new Uint8Array(n);
+  const top = bits === 16 ? 65535 : 255;
+  const table = bits === 16 ? new Uint16Array(n) : new Uint8Array(n);
   const at = (i: number): number => {
     const v = step(storedMin + i);
-    return v <= 0 ? 0 : v >= 255 ? 255 : v | 0; // as a Uint8Array store: truncation, NaN -> 0
+    return v <= 0 ? 0 : v >= top ? top : v | 0; // as a typed array store: truncation, NaN -> 0
   };
   const fill = (lo: number, hi: number, vlo: number, vhi: number): void => {
     for (;;) {
@@ -196,9 +205,9 @@ export function flattenMonotone(step: Step, storedMin: number, storedMax: number
  * per-pixel loop then needs no subtraction and no clamping, and reads every integer typed array the decoders
  * give (Int16Array, Uint8Array, ...) through one unsigned view. Built from block copies and fills.
  */
-export function patternTable(table: Uint8Array, storedMin: number, patternBits: number, signed: boolean, reuse?: Uint8Array): Uint8Array {
+export function patternTable<T extends OutTable>(table: T, storedMin: number, patternBits: number, signed: boolean, reuse?: T): T {
   const size = 1 << patternBits;
-  const pattern = reuse?.length === size ? reuse : new Uint8Array(size);
+  const pattern = reuse?.length === size ? reuse : newLike(table, size);
   const last = table.length - 1;
   // pattern[p0 + k] = table[clamp(s0 + k - storedMin)] for k in [0, n)
   const map = (p0: number, s0: number, n: number) => {
@@ -219,17 +228,17 @@ export function patternTable(table: Uint8Array, storedMin: number, patternBits: 
  * shift .. shift+bits-1, sign-extended when signed. With shift 0 the table is one block of 2^bits entries
  * repeated; otherwise every word is worked out. `reuse`, when it has the table's size, is overwritten and returned.
  */
-export function packedPatternTable(table: Uint8Array, storedMin: number, bits: number, shift: number, signed: boolean, reuse?: Uint8Array): Uint8Array {
+export function packedPatternTable<T extends OutTable>(table: T, storedMin: number, bits: number, shift: number, signed: boolean, reuse?: T): T {
   if (reuse?.length !== 65536) reuse = undefined;
   if (shift === 0 && bits >= 1 && bits <= 16) {
     const block = patternTable(table, storedMin, bits, signed, bits === 16 ? reuse : undefined);
     if (bits === 16) return block;
-    const pattern = reuse ?? new Uint8Array(65536);
+    const pattern = reuse ?? newLike(table, 65536);
     pattern.set(block.subarray(0, 1 << bits));
     for (let filled = 1 << bits; filled < 65536; filled *= 2) pattern.copyWithin(filled, 0, filled);
     return pattern;
   }
-  const pattern = reuse ?? new Uint8Array(65536);
+  const pattern = reuse ?? newLike(table, 65536);
   const up = 32 - bits - shift, down = 32 - bits, mask = bits >= 32 ? -1 : (1 << bits) - 1;
   const last = table.length - 1;
   for (let w = 0; w < 65536; w++) {
@@ -238,4 +247,9 @@ export function packedPatternTable(table: Uint8Array, storedMin: number, bits: n
     pattern[w] = table[k < 0 ? 0 : k > last ? last : k];
   }
   return pattern;
+}
+
+/** A new table of the same element type as `like`. */
+function newLike<T extends OutTable>(like: T, size: number): T {
+  return (like instanceof Uint16Array ? new Uint16Array(size) : new Uint8Array(size)) as T;
 }

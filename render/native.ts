@@ -8,8 +8,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 export interface FastPng {
-  /** A PNG of an 8-bit grey (1) or RGB (3) image, every row filtered with "up", one IDAT. */
-  encodePng(data: Uint8Array, width: number, height: number, channels: 1 | 3): Buffer;
+  /**
+   * A PNG of a grey (1) or RGB (3) image, every row filtered with "up", one IDAT; `depth` 8 (default) or 16, whose
+   * samples come big endian (PNG byte order).
+   */
+  encodePng(data: Uint8Array, width: number, height: number, channels: 1 | 3, depth?: 8 | 16): Buffer;
   /** out[i] = table[words[i]] for i < count; the table has 256 (Uint8Array words) or 65536 (Uint16Array) entries. */
   lookup(words: Uint8Array | Uint16Array, table: Uint8Array, out: Uint8Array, count: number): void;
   /**

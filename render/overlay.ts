@@ -39,11 +39,12 @@ function overlayBits(o: OverlayDescription): Uint8Array | undefined {
 
 /**
  * Draw the visible planes of `frameNumber` (1-based) into `img` (channels 1 or 3, width x height).
- * colour is [r,g,b]; for 1-channel images only colour[0] is used (callers pass grey when channels is 1).
+ * colour is [r,g,b]; for 1-channel images only colour[0] is used (callers pass grey when channels is 1); for a 16-bit
+ * image (Uint16Array) the colour is in 16-bit units.
  * `pixelWords`: the frame's stored words, for embedded overlays; without them those planes are skipped.
  */
 export function burnOverlays(
-  overlays: OverlayDescription[], frameNumber: number, img: Uint8Array, width: number, height: number,
+  overlays: OverlayDescription[], frameNumber: number, img: Uint8Array | Uint16Array, width: number, height: number,
   channels: 1 | 3, colour: [number, number, number], pixelWords?: PixelWords,
 ): void {
   for (const o of overlays) {
@@ -85,13 +86,14 @@ function embeddedPlane(o: OverlayDescription, frameNumber: number, p: PixelWords
 }
 
 function drawPlane(
-  o: OverlayDescription, bits: Uint8Array, frameBit: number, img: Uint8Array, width: number, height: number,
+  o: OverlayDescription, bits: Uint8Array, frameBit: number, img: Uint8Array | Uint16Array, width: number, height: number,
   channels: 1 | 3, colour: [number, number, number],
 ): void {
   const top = o.originRow - 1;
   const left = o.originColumn - 1;
   const y0 = Math.max(0, top), y1 = Math.min(height, top + o.rows);
   const x0 = Math.max(0, left), x1 = Math.min(width, left + o.columns);
+  const roiShift = img instanceof Uint16Array ? 8 : 4; // half the output bit depth, as DCMTK
   for (let y = y0; y < y1; y++) {
     let bit = frameBit + (y - top) * o.columns + (x0 - left);
     let p = (y * width + x0) * channels;
@@ -104,8 +106,8 @@ function drawPlane(
           if (channels === 3) { img[p + 1] = colour[1]; img[p + 2] = colour[2]; }
         }
       } else if (!on) {
-        img[p] >>= 4;
-        if (channels === 3) { img[p + 1] >>= 4; img[p + 2] >>= 4; }
+        img[p] >>= roiShift;
+        if (channels === 3) { img[p + 1] >>= roiShift; img[p + 2] >>= roiShift; }
       }
     }
   }

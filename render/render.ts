@@ -16,7 +16,7 @@ import { applyViewport, planViewport, viewportReduction } from './viewport';
 import { fastPng } from './native';
 import { finishPresentation, presentedDescription } from './presentation-state';
 import type {
-  DecodedFrame, ImageDescription, LutData, ModalityLutDescription, RenderedImage, RenderOptions, VoiDescription, VoiLutFunction,
+  DecodedFrame, ImageDescription, LutData, ModalityLutDescription, RenderedImage, RenderedImage16, RenderOptions, VoiDescription, VoiLutFunction,
 } from './types';
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -115,6 +115,7 @@ export function validateOptions(opts: RenderOptions): void {
     }
   }
   if (opts.overlays !== undefined && typeof opts.overlays !== 'boolean') throw new RenderError('BAD_OPTION', 'overlays must be true or false');
+  if (opts.invert !== undefined && typeof opts.invert !== 'boolean') throw new RenderError('BAD_OPTION', 'invert must be true or false');
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -269,11 +270,21 @@ export function storedValues(decoded: DecodedFrame): DecodedFrame['pixels'] {
   return unpackSamples(new Uint8Array(words.buffer, words.byteOffset, n * 2), n, 16, false, shift, decoded.bitsStored, decoded.signed, false);
 }
 
+/**
+ * Whether the grey output runs from white to black: the image's own polarity (isInverted) flipped by the
+ * `invert` option (a server extension: the whole output after VOI and Presentation LUT, so MONOCHROME1 with
+ * invert looks like MONOCHROME2). Folded into the VOI's output range as DCMTK folds its polarity (dcm2pnm +P).
+ */
+export function outputInverted(desc: ImageDescription, opts: RenderOptions): boolean {
+  return isInverted(desc) !== (opts.invert === true);
+}
+
 export function renderGrey(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions, into?: Uint8Array): Uint8Array {
   const count = decoded.rows * decoded.columns;
   const pixels = decoded.pixels;
   const plut = opts.presentation && 'lut' in opts.presentation.presentationLut ? opts.presentation.presentationLut.lut : undefined;
-  const inverted = !plut && isInverted(desc);
+  // with a Presentation LUT table the inversion scales its entries (presentationLutStep): the output still flips
+  const inverted = (!plut && isInverted(desc)) !== (opts.invert === true);
   const low = inverted ? 255 : 0, high = inverted ? 0 : 255;
   const voi = frameVoi(desc, frameNumber);
   const resolved = resolveVoi(voi, opts);
@@ -340,6 +351,73 @@ export function renderGrey(desc: ImageDescription, frameNumber: number, decoded:
   for (let i = 0; i < count; i++) {
     let k = pixels[i] - min;
     if (k > last) k = last; else if (k < 0) k = 0; // decoder gave values outside BitsStored
+    out[i] = table[k];
+  }
+  return out;
+}
+
+/** 16-bit tables (128 KiB each for 16-bit stored values): few, as 16-bit output is a rare request. */
+export const tableCache16 = new LruCache<Uint16Array>(8);
+
+/**
+ * The grey pipeline at 16-bit output precision (bitdepth=16): the same steps as renderGrey with the VOI output
+ * range 0..65535 (PS3.3 C.11.2.1.2: ymin..ymax are the output range), so each step's arithmetic and truncation is
+ * DCMTK's for 16-bit output (dcm2pnm +on2), not an 8-bit image scaled up.
+ */
+export function renderGrey16(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions): Uint16Array {
+  const count = decoded.rows * decoded.columns;
+  const pixels = decoded.pixels;
+  const inverted = outputInverted(desc, opts);
+  const low = inverted ? 65535 : 0, high = inverted ? 0 : 65535;
+  const voi = frameVoi(desc, frameNumber);
+  const resolved = resolveVoi(voi, opts);
+  const out = new Uint16Array(count);
+  const clampLoop = (step: Step) => {
+    for (let i = 0; i < count; i++) {
+      const v = step(pixels[i]);
+      out[i] = v <= 0 ? 0 : v >= 65535 ? 65535 : v;
+    }
+    return out;
+  };
+  if (isFloatArray(pixels)) return clampLoop(voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, (x) => x)));
+  const modality = modalityStep(frameModalityLut(desc, frameNumber));
+  const range = storedRange(decoded.bitsStored, decoded.signed);
+  const abs = () => modalityAbsRange(frameModalityLut(desc, frameNumber), range);
+  if (decoded.bitsStored > 16) return clampLoop(compose(modality, voiStep(desc, voi, resolved, low, high, () => modalityMinMax(pixels, count, modality), abs)));
+
+  let mm: { min: number; max: number } | undefined;
+  const getMinMax = () => (mm ??= modalityMinMax(storedValues(decoded), count, modality));
+  const voiKey = resolved.kind === 'window' ? `w${resolved.center},${resolved.width},${resolved.fn}`
+    : resolved.kind === 'lut' ? `l${resolved.index}` : resolved.kind === 'none' ? 'n' : `m${getMinMax().min},${getMinMax().max}`;
+  const monotone = frameModalityLut(desc, frameNumber).kind === 'rescale' && (resolved.kind === 'minmax' || resolved.kind === 'none' || (resolved.kind === 'window' && resolved.fn !== 'SIGMOID'));
+  const storedTable = () => {
+    const step = compose(modality, voiStep(desc, voi, resolved, low, high, getMinMax, abs));
+    return monotone ? flattenMonotone(step, range.min, range.max, 16) : flatten(step, range.min, range.max, 16);
+  };
+  const packed = decoded.packedShift !== undefined;
+  const view = packed ? { words: pixels as Uint16Array, bits: 16 as const, signed: decoded.signed } : patternView(pixels, count);
+  const key = desc.sopInstanceUID
+    ? `${desc.sopInstanceUID}|${frameNumber}|${voiKey}|${inverted ? 1 : 0}|${range.min}|${range.max}|${view ? `p${view.bits}${view.signed ? 's' : 'u'}${packed ? `k${decoded.packedShift}` : ''}` : 's'}`
+    : undefined;
+  let table = key ? tableCache16.get(key) : undefined;
+  if (view) {
+    if (!table) {
+      table = packed ? packedPatternTable(storedTable(), range.min, decoded.bitsStored, decoded.packedShift!, decoded.signed)
+        : patternTable(storedTable(), range.min, view.bits, view.signed);
+      if (key) tableCache16.set(key, table);
+    }
+    const words = view.words;
+    for (let i = 0; i < count; i++) out[i] = table[words[i]];
+    return out;
+  }
+  if (!table) {
+    table = storedTable();
+    if (key) tableCache16.set(key, table);
+  }
+  const min = range.min, last = table.length - 1;
+  for (let i = 0; i < count; i++) {
+    let k = pixels[i] - min;
+    if (k > last) k = last; else if (k < 0) k = 0;
     out[i] = table[k];
   }
   return out;
@@ -486,9 +564,12 @@ export function renderFrame(desc: ImageDescription, frameNumber: number, decoded
   if (grey) {
     img = { width: columns, height: rows, channels: 1, data: renderGrey(desc, frameNumber, decoded, opts, into) };
   } else {
-    img = { width: columns, height: rows, channels: 3, data: renderColour(desc, decoded) };
+    const rgb = renderColour(desc, decoded);
+    if (opts.invert === true) for (let i = 0; i < rgb.length; i++) rgb[i] = 255 - rgb[i]; // per channel; rgb is a new array
+    img = { width: columns, height: rows, channels: 3, data: rgb };
   }
 
+  // Overlays after the inversion: they keep their own colour (invert=true).
   if (opts.overlays !== false && desc.overlays.length > 0) {
     const colour = opts.overlayColor ?? [255, 255, 255];
     if (img.channels === 1 && !(colour[0] === colour[1] && colour[1] === colour[2])) img = toRgb(img);
@@ -507,6 +588,37 @@ export function renderFrame(desc: ImageDescription, frameNumber: number, decoded
     return opts.viewport ? applyViewport(img, planViewport(opts.viewport, img.width, img.height)) : img;
   }
   return plan ? applyViewport(img, plan, reduction) : img;
+}
+
+/**
+ * renderFrame at 16 bits per sample (bitdepth=16): grey images only (PNG carries 16-bit grey; colour output
+ * keeps 8 bits per channel, as the colour pipeline has no more precision to give). Overlays are drawn with
+ * the full-scale value of their (grey) colour, ROI overlays darken by 8 bits (DCMTK shifts by half the output
+ * depth); the viewport resamples the 16-bit samples.
+ */
+export function renderFrame16(desc: ImageDescription, frameNumber: number, decoded: DecodedFrame, opts: RenderOptions = {}): RenderedImage16 {
+  if (!Number.isInteger(frameNumber) || frameNumber < 1 || frameNumber > desc.numberOfFrames) {
+    throw new RenderError('BAD_FRAME', `frame ${frameNumber} out of range 1..${desc.numberOfFrames}`);
+  }
+  validateOptions(opts);
+  const { rows, columns } = decoded;
+  if (rows !== desc.frame.rows || columns !== desc.frame.columns) {
+    throw new RenderError('BAD_PIXELS', `decoded frame is ${columns}x${rows}, image is ${desc.frame.columns}x${desc.frame.rows}`, 422);
+  }
+  if (opts.presentation) throw new RenderError('BAD_OPTION', 'bitdepth=16 is not available for presentation states');
+  if (decoded.samplesPerPixel !== 1 || decoded.photometricInterpretation.toUpperCase() === 'PALETTE COLOR') {
+    throw new RenderError('BAD_OPTION', 'bitdepth=16 is for grey (MONOCHROME1/2) images only: this image is colour');
+  }
+  const plan = opts.viewport ? planViewport(opts.viewport, columns, rows) : undefined;
+  if (decoded.pixels.length < rows * columns) throw new RenderError('BAD_PIXELS', 'decoded frame has too few samples', 422);
+  const img: RenderedImage16 = { width: columns, height: rows, channels: 1, data: renderGrey16(desc, frameNumber, decoded, opts) };
+  if (opts.overlays !== false && desc.overlays.length > 0) {
+    const colour = opts.overlayColor ?? [255, 255, 255];
+    if (!(colour[0] === colour[1] && colour[1] === colour[2])) throw new RenderError('BAD_OPTION', 'bitdepth=16 output is grey: overlaycolor must be a grey (equal r, g, b)');
+    const words = desc.overlays.some((o) => o.embedded) ? pixelWords(desc, decoded) : undefined;
+    burnOverlays(desc.overlays, frameNumber, img.data, img.width, img.height, 1, [colour[0] * 257, colour[0] * 257, colour[0] * 257], words);
+  }
+  return plan ? applyViewport(img, plan) : img;
 }
 
 /**

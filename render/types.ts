@@ -174,6 +174,11 @@ export interface RenderOptions {
   overlayColor?: [number, number, number];
   /** a Grayscale Softcopy Presentation State applied to this frame (presentation-state.ts presentationFor) */
   presentation?: AppliedPresentation;
+  /**
+   * Server extension: flip the output after the VOI and Presentation LUT (grey: white <-> black, so MONOCHROME1
+   * looks like MONOCHROME2; colour: each channel). Overlays and annotation keep their colour.
+   */
+  invert?: boolean;
 }
 
 export interface RenderedImage {
@@ -181,4 +186,12 @@ export interface RenderedImage {
   height: number;
   channels: 1 | 3;
   data: Uint8Array;
+}
+
+/** A grey image of 16 bits per sample (renderFrame16: bitdepth=16), samples in host order. */
+export interface RenderedImage16 {
+  width: number;
+  height: number;
+  channels: 1;
+  data: Uint16Array;
 }

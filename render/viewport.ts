@@ -8,7 +8,7 @@
  * with fractional coverage) when shrinking, bilinear (pixel centres aligned) when enlarging.
  */
 import { RenderError } from './errors';
-import type { RenderedImage, RenderOptions } from './types';
+import type { RenderedImage, RenderedImage16, RenderOptions } from './types';
 import { fastPng } from './native';
 
 export interface Region { x: number; y: number; w: number; h: number; flipX: boolean; flipY: boolean }
@@ -138,7 +138,7 @@ function weightsOf(nIn: number, nOut: number, offset: number, flip: boolean, red
  * Crop, flip and resample an 8-bit image according to a plan. `reduction`: the image is the frame reduced
  * 2^reduction times (viewportReduction bounds it); the plan stays in full-resolution pixels.
  */
-export function applyViewport(img: RenderedImage, plan: ViewportPlan, reduction = 0): RenderedImage {
+export function applyViewport<I extends RenderedImage | RenderedImage16>(img: I, plan: ViewportPlan, reduction = 0): I {
   const { region, outWidth, outHeight } = plan;
   const c = img.channels;
   const identity = reduction === 0 && !region.flipX && !region.flipY && region.x === 0 && region.y === 0 &&
@@ -149,21 +149,22 @@ export function applyViewport(img: RenderedImage, plan: ViewportPlan, reduction 
   // the source rows the vertical weights use
   let y0 = img.height, y1 = 0;
   for (let k = 0; k < wy.index.length; k++) { const y = wy.index[k]; if (y < y0) y0 = y; if (y >= y1) y1 = y + 1; }
-  let data: Uint8Array;
-  if (fastPng?.resample) {
+  let data: Uint8Array | Uint16Array;
+  if (fastPng?.resample && img.data instanceof Uint8Array) {
     data = new Uint8Array(outWidth * outHeight * c);
     fastPng.resample(img.data, img.width, img.height, c, wx, wy, y0, y1 - y0, data, outWidth, outHeight);
   } else {
+    // 16-bit grey (bitdepth=16) always here
     data = resample(img.data, img.width, c, wx, wy, y0, y1 - y0, outWidth, outHeight);
   }
-  return { width: outWidth, height: outHeight, channels: c, data };
+  return { width: outWidth, height: outHeight, channels: c, data } as I;
 }
 
 /**
  * Separable resampling (the C addon's resample does the same, faster): a horizontal pass over source rows y0 .. y0+rows-1 into 32-bit floats, then a vertical
  * pass rounding to 8 bits.
  */
-export function resample(data: Uint8Array, width: number, c: number, wx: AxisWeights, wy: AxisWeights, y0: number, rows: number, outWidth: number, outHeight: number): Uint8Array {
+export function resample<T extends Uint8Array | Uint16Array>(data: T, width: number, c: number, wx: AxisWeights, wy: AxisWeights, y0: number, rows: number, outWidth: number, outHeight: number): T {
   const tmp = new Float32Array(outWidth * rows * c);
   for (let r = 0; r < rows; r++) {
     const srcRow = (y0 + r) * width * c;
@@ -177,8 +178,10 @@ export function resample(data: Uint8Array, width: number, c: number, wx: AxisWei
       }
     }
   }
-  // vertical pass; indices of wy are absolute source rows, tmp starts at y0
-  const out = new Uint8Array(outWidth * outHeight * c);
+  // vertical pass; indices of wy are absolute source rows, tmp starts at y0; 16-bit samples (bitdepth=16) stay 16-bit
+  const wide = data instanceof Uint16Array;
+  const out = wide ? new Uint16Array(outWidth * outHeight * c) : new Uint8Array(outWidth * outHeight * c);
+  const top = wide ? 65535 : 255;
   const rowLen = outWidth * c;
   for (let o = 0; o < outHeight; o++) {
     const s0 = wy.start[o], n = wy.count[o];
@@ -187,8 +190,8 @@ export function resample(data: Uint8Array, width: number, c: number, wx: AxisWei
       let acc = 0;
       for (let k = 0; k < n; k++) acc += tmp[(wy.index[s0 + k] - y0) * rowLen + i] * wy.weight[s0 + k];
       const v = Math.round(acc);
-      out[dst + i] = v < 0 ? 0 : v > 255 ? 255 : v;
+      out[dst + i] = v < 0 ? 0 : v > top ? top : v;
     }
   }
-  return out;
+  return out as T;
 }

@@ -6,7 +6,7 @@
 import { isMainThread } from 'worker_threads';
 import { move } from 'piscina';
 import { decodeFrame, initCodecs, initCodecsFor, isEncapsulated, trimCodecHeaps, CodecError } from '../render/codecs';
-import { renderFrame, encodeImage, RenderError, annotate, annotationText, appliedVoi, describeImage } from '../render';
+import { renderFrame, renderFrame16, encodeImage, encodePng16, RenderError, annotate, annotationText, appliedVoi, describeImage } from '../render';
 import { tableCache } from '../render/render';
 import { collectGarbage, GarbageBudget } from './gc';
 import type { DecodedFrame, ImageDescription, RenderOptions, RenderedMediaType } from '../render';
@@ -25,6 +25,8 @@ export interface RenderTask {
   options: RenderOptions;
   mediaType: RenderedMediaType;
   quality?: number;
+  /** 16: a 16-bit grey PNG (bitdepth=16; the server has checked the media type) */
+  bitDepth?: 8 | 16;
   /** PS3.18 8.3.5.1.2 annotation: the kinds asked for and the instance's DICOM JSON to take the text from */
   annotation?: { kinds: string[]; metadata: string };
   /** decode only (WADO-RS frames as native bytes): the result's body is the samples, little endian */
@@ -60,16 +62,24 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
         scheduleTrim();
       }
     }
+    const annotationLines = () => {
+      const voi = appliedVoi(t.desc, t.frameNumber, decoded!, t.options);
+      return annotationText(JSON.parse(t.annotation!.metadata), t.annotation!.kinds,
+        { voi, frameNumber: t.frameNumber, numberOfFrames: t.desc.numberOfFrames });
+    };
+    if (t.bitDepth === 16) {
+      if (t.mediaType !== 'image/png') return { ok: false, status: 400, reason: 'bitdepth=16 is for image/png only' };
+      let image16 = renderFrame16(t.desc, t.frameNumber, decoded, t.options);
+      if (t.annotation && t.annotation.kinds.length > 0) image16 = annotate(image16, annotationLines());
+      const body = encodePng16(image16);
+      garbage.add(2 * body.byteLength + image16.data.byteLength);
+      return { ok: true, body, decoded: keep };
+    }
     const pixels = t.desc.frame.rows * t.desc.frame.columns;
     if (pixels <= 64 * 1024 * 1024 && (!greyScratch || greyScratch.length < pixels)) greyScratch = new Uint8Array(Math.max(pixels, 1 << 20));
     // One grey buffer per thread: the image is encoded (copied) before this task ends and the next begins.
     let image = renderFrame(t.desc, t.frameNumber, decoded, t.options, greyScratch);
-    if (t.annotation && t.annotation.kinds.length > 0) {
-      const voi = appliedVoi(t.desc, t.frameNumber, decoded, t.options);
-      const lines = annotationText(JSON.parse(t.annotation.metadata), t.annotation.kinds,
-        { voi, frameNumber: t.frameNumber, numberOfFrames: t.desc.numberOfFrames });
-      image = annotate(image, lines);
-    }
+    if (t.annotation && t.annotation.kinds.length > 0) image = annotate(image, annotationLines());
     const body = encodeImage(image, t.mediaType, { quality: t.quality });
     garbage.add(2 * body.byteLength);
     return { ok: true, body, decoded: keep };

@@ -49,6 +49,8 @@ export interface RenderedParams {
   options: RenderOptions;
   quality?: number;
   annotation: string[];
+  /** bitdepth=16 (server extension): a 16-bit grey PNG */
+  bitDepth?: 16;
 }
 
 const num = (s: string, what: string) => {
@@ -63,7 +65,7 @@ const single = (v: unknown, name: string): string | undefined => {
 };
 
 export function parseRenderedParams(query: Record<string, unknown>, maxViewport: number, defaults: Partial<RenderOptions> = {}): RenderedParams {
-  const known = new Set(['accept', 'window', 'viewport', 'quality', 'annotation', 'iccprofile', 'overlays', 'overlaycolor', 'charset',
+  const known = new Set(['accept', 'window', 'viewport', 'quality', 'annotation', 'iccprofile', 'overlays', 'overlaycolor', 'charset', 'invert', 'bitdepth',
     'expires', 'signature']); // the last two: a signed link's (server/signed-links.ts), checked before routing
   for (const k of Object.keys(query)) if (!known.has(k)) throw badRequest(`unknown query parameter "${k}"`);
   const options: RenderOptions = { ...defaults };
@@ -132,12 +134,28 @@ export function parseRenderedParams(query: Record<string, unknown>, maxViewport:
     const n = parseInt(m[1], 16);
     options.overlayColor = [(n >> 16) & 255, (n >> 8) & 255, n & 255];
   }
-  return { options, quality, annotation };
+  // Server extensions (CONFORMANCE.md): invert=true flips the output after VOI and Presentation LUT; bitdepth=16
+  // asks for a 16-bit grey PNG.
+  const inv = single(query.invert, 'invert');
+  if (inv !== undefined) {
+    if (inv !== 'true' && inv !== 'false') throw badRequest('invert must be true or false');
+    if (inv === 'true') options.invert = true;
+  }
+  let bitDepth: 16 | undefined;
+  const bd = single(query.bitdepth, 'bitdepth');
+  if (bd !== undefined) {
+    if (bd !== '8' && bd !== '16') throw badRequest('bitdepth must be 8 or 16');
+    if (bd === '16') bitDepth = 16;
+  }
+  return bitDepth ? { options, quality, annotation, bitDepth } : { options, quality, annotation };
 }
 
-/** PS3.18 8.7.4: rendered media types; image/jpeg is the default, image/png is lossless. */
-export function chooseRenderedType(req: Request): RenderedMediaType {
-  const offered: RenderedMediaType[] = ['image/jpeg', 'image/png'];
+/**
+ * PS3.18 8.7.4: rendered media types; image/jpeg is the default, image/png is lossless. With bitdepth=16 only PNG
+ * can carry the image, so it goes first; a request that accepts no PNG then gets 400 (checkBitDepth).
+ */
+export function chooseRenderedType(req: Request, params?: RenderedParams): RenderedMediaType {
+  const offered: RenderedMediaType[] = params?.bitDepth === 16 ? ['image/png', 'image/jpeg'] : ['image/jpeg', 'image/png'];
   for (const a of requestAccept(req)) {
     if (a.type === 'multipart/related') {
       const t = a.params.type;
@@ -293,7 +311,8 @@ export class RenderService {
     const compressed = isEncapsulated(syntax);
     // JPEG 2000 for a viewport that shrinks it: decoded at the resolution the output shows (maxReduction), kept
     // under its own key; the full decode, when cached, serves every request.
-    const reduce = compressed && decodesReduced(syntax) ? maxReduction(info.render, frameNumber, params.options) : 0;
+    // 16-bit output (bitdepth=16) resamples full-resolution samples only
+    const reduce = compressed && params.bitDepth !== 16 && decodesReduced(syntax) ? maxReduction(info.render, frameNumber, params.options) : 0;
     const decodedKey = reduce > 0 ? `${frameKey}|r${reduce}` : frameKey;
     const lookup = (): CachedFrame | undefined => {
       const full = this.frames.get(frameKey);
@@ -321,7 +340,7 @@ export class RenderService {
       const task: RenderTask = {
         transferSyntaxUID: syntax, data: frame.data, bitOffset: frame.bitOffset, decoded: frame.decoded,
         reduce: frame.decoded ? undefined : reduce,
-        desc: info.render, frameNumber, options: params.options, mediaType, quality: params.quality,
+        desc: info.render, frameNumber, options: params.options, mediaType, quality: params.quality, bitDepth: params.bitDepth,
         annotation: params.annotation.length ? { kinds: params.annotation, metadata: info.metadata } : undefined,
       };
       // Shared memory crosses to the worker without a copy; the image comes back by transfer (render-worker.ts).
@@ -399,8 +418,21 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     return ac.signal;
   };
 
+  /** bitdepth=16: PNG of a grey image only (400 with the reason otherwise). */
+  const checkBitDepth = (params: RenderedParams, type: RenderedMediaType, infos: InstanceInfo[]) => {
+    if (params.bitDepth !== 16) return;
+    if (type !== 'image/png') throw badRequest(`bitdepth=16 is available for image/png only, not ${type}`);
+    for (const info of infos) {
+      const f = info.render?.frame;
+      if (f && (f.samplesPerPixel !== 1 || f.photometricInterpretation.toUpperCase() === 'PALETTE COLOR')) {
+        throw badRequest('bitdepth=16 is for grey (MONOCHROME1/2) images only: this image is colour');
+      }
+    }
+  };
+
   const sendOne = async (req: Request, res: Response, info: InstanceInfo, frame: number, params: RenderedParams) => {
-    const type = chooseRenderedType(req);
+    const type = chooseRenderedType(req, params);
+    checkBitDepth(params, type, [info]);
     const etag = etagOf(info, frame, params, type);
     res.set('ETag', etag);
     res.set('Cache-Control', cacheControl);
@@ -411,7 +443,8 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
 
   // One image at a time: rendered, written, then the next; memory is one image whatever the count.
   const sendMany = async (req: Request, res: Response, items: Array<{ info: InstanceInfo; frame: number }>, params: RenderedParams) => {
-    const type = chooseRenderedType(req);
+    const type = chooseRenderedType(req, params);
+    checkBitDepth(params, type, items.map((it) => it.info));
     const signal = clientSignal(req, res);
     res.set('Cache-Control', cacheControl);
     const out = new MultipartStream(req, res, type);

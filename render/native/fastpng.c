@@ -473,17 +473,20 @@ static size_t png_zlib_stream(const uint8_t *px, uint32_t width, uint32_t height
 static void be32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v; }
 
 /* The whole PNG in thread-local scratch; returns its length (0: out of memory). `*png` points at it. */
-static size_t encode_png(const uint8_t *px, uint32_t width, uint32_t height, uint32_t channels, uint8_t **png) {
-  size_t raw = ((size_t)width * channels + 1) * height;
+/* `depth` 8 or 16 bits per sample; 16-bit samples come big endian (PNG 7.1), and the "up" filter, being bytewise, is
+ * the same for them (PNG 9.2): the stream is written as if each pixel were channels * depth / 8 bytes of 8-bit grey. */
+static size_t encode_png(const uint8_t *px, uint32_t width, uint32_t height, uint32_t channels, uint32_t depth, uint8_t **png) {
+  uint32_t bpp = channels * (depth / 8);
+  size_t raw = ((size_t)width * bpp + 1) * height;
   if (!reserve(&out_scratch, &out_cap, zlib_bound(raw) + 64)) return 0;
   uint8_t *o = out_scratch;
   static const uint8_t sig[8] = { 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a };
   memcpy(o, sig, 8);
   be32(o + 8, 13); memcpy(o + 12, "IHDR", 4);
   be32(o + 16, width); be32(o + 20, height);
-  o[24] = 8; o[25] = channels == 1 ? 0 : 2; o[26] = 0; o[27] = 0; o[28] = 0; /* 8 bits, grey or truecolour */
+  o[24] = (uint8_t)depth; o[25] = channels == 1 ? 0 : 2; o[26] = 0; o[27] = 0; o[28] = 0; /* 8 or 16 bits, grey or truecolour */
   be32(o + 29, crc32_update(0, o + 12, 17));
-  size_t z = png_zlib_stream(px, width, height, channels, o + 41);
+  size_t z = png_zlib_stream(px, width, height, bpp, o + 41);
   if (!z) return 0;
   be32(o + 33, (uint32_t)z); memcpy(o + 37, "IDAT", 4);
   be32(o + 41 + z, crc32_update(0, o + 37, z + 4));
@@ -578,14 +581,14 @@ int main(int argc, char **argv) {
     for (int r = 0; r < reps && r < 201; r++) {
       struct timespec a, b;
       clock_gettime(CLOCK_MONOTONIC, &a);
-      n = encode_png(px, w, h, c, &png);
+      n = encode_png(px, w, h, c, 8, &png);
       clock_gettime(CLOCK_MONOTONIC, &b);
       t[r] = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
     }
     for (int i = 0; i < reps; i++) for (int j = i + 1; j < reps; j++) if (t[j] < t[i]) { double x = t[i]; t[i] = t[j]; t[j] = x; }
     fprintf(stderr, "median %.3f ms, %zu bytes\n", t[reps / 2], n);
   }
-  n = encode_png(px, w, h, c, &png);
+  n = encode_png(px, w, h, c, 8, &png);
   fwrite(png, 1, n, stdout);
   return n ? 0 : 1;
 }
@@ -612,17 +615,19 @@ static int u32arg(napi_env env, napi_value v, uint32_t *out) {
   return napi_get_value_uint32(env, v, out) == napi_ok;
 }
 
-/* encodePng(data: Uint8Array, width, height, channels: 1 | 3): Buffer */
+/* encodePng(data: Uint8Array, width, height, channels: 1 | 3, depth?: 8 | 16): Buffer; 16-bit samples big endian */
 static napi_value js_encode_png(napi_env env, napi_callback_info info) {
-  size_t argc = 4; napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "encodePng(data, width, height, channels)");
-  napi_typedarray_type type; void *data; size_t length; uint32_t w, h, c;
+  size_t argc = 5; napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "encodePng(data, width, height, channels[, depth])");
+  napi_typedarray_type type; void *data; size_t length; uint32_t w, h, c, d = 8;
   if (!typed(env, argv[0], &type, &data, &length) || (type != napi_uint8_array && type != napi_uint8_clamped_array)) return fail(env, "data must be a Uint8Array");
   if (!u32arg(env, argv[1], &w) || !u32arg(env, argv[2], &h) || !u32arg(env, argv[3], &c)) return fail(env, "width, height and channels must be integers");
-  if (w == 0 || h == 0 || (c != 1 && c != 3)) return fail(env, "bad image shape");
-  if ((uint64_t)w * c > 0x7fffffffu || (uint64_t)w * h * c != length) return fail(env, "data size does not match the image shape");
+  if (argc >= 5 && !u32arg(env, argv[4], &d)) return fail(env, "depth must be 8 or 16");
+  if (w == 0 || h == 0 || (c != 1 && c != 3) || (d != 8 && d != 16)) return fail(env, "bad image shape");
+  uint64_t bpp = (uint64_t)c * (d / 8);
+  if ((uint64_t)w * bpp > 0x7fffffffu || (uint64_t)w * h * bpp != length) return fail(env, "data size does not match the image shape");
   uint8_t *png;
-  size_t n = encode_png(data, w, h, c, &png);
+  size_t n = encode_png(data, w, h, c, d, &png);
   if (!n) return fail(env, "out of memory");
   napi_value result; void *copy;
   if (napi_create_buffer_copy(env, n, png, &copy, &result) != napi_ok) return fail(env, "out of memory");
