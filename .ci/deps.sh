@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the test suites drive for real: DCMTK and GDCM (references, decoding our output, storescu),
 # Orthanc with its DICOMweb and GDCM plugins (a peer client and the bench's yardstick), Chromium (OHIF e2e and
-# our own pages). Installs only what is missing, so a machine that has them pays nothing.
+# our own pages), Little CMS's transicc (checks our ICC profiles and colour conversions). Installs only what is missing, so a machine that has them pays nothing.
 set -euo pipefail
-PKGS=(dcmtk libgdcm-tools orthanc orthanc-dicomweb orthanc-gdcm chromium ca-certificates)
+PKGS=(dcmtk libgdcm-tools orthanc orthanc-dicomweb orthanc-gdcm chromium liblcms2-utils ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

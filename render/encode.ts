@@ -5,7 +5,7 @@
  *   chosen by measurement (bench/render.ts).
  * - image/jpeg: libjpeg-turbo's encoder in dcmjs-codecs (see encodeJpeg); quality 1..100, default 90.
  *   Needs initRender() once.
- * - image/gif: not produced (optional in PS3.18; colour would need quantisation): UNSUPPORTED_MEDIA_TYPE.
+ * - image/gif: gif.ts (grey exact through a grey palette; colour exact up to 256 colours, else a fixed 6x7x6 palette).
  */
 import { PNG } from 'pngjs';
 import * as zlib from 'zlib';
@@ -15,6 +15,7 @@ import { dcmjsCodecsLibrary, dcmjsCodecsFailed } from './codecs/wasm';
 import type { RenderedImage, RenderedImage16 } from './types';
 import { LITTLE_ENDIAN_HOST } from './codecs/samples';
 import { fastPng } from './native';
+import { encodeGif } from './gif';
 
 export type RenderedMediaType = 'image/png' | 'image/jpeg' | 'image/gif';
 
@@ -182,6 +183,9 @@ export function encodeImage(img: RenderedImage, mediaType: RenderedMediaType, op
       if (img.width > 65500 || img.height > 65500) throw new RenderError('UNSUPPORTED_MEDIA_TYPE', 'image too large for JPEG (over 65500 pixels a side): ask for image/png or a viewport');
       return encodeJpeg(img, q);
     }
+    case 'image/gif':
+      if (img.width > 65535 || img.height > 65535) throw new RenderError('UNSUPPORTED_MEDIA_TYPE', 'image too large for GIF (over 65535 pixels a side): ask for image/png or a viewport');
+      return encodeGif(img);
     default:
       throw new RenderError('UNSUPPORTED_MEDIA_TYPE', `cannot render ${String(mediaType)}`);
   }

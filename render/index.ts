@@ -10,6 +10,7 @@ export type { AnnotationLines, AnnotationContext, AnnotationLayout } from './ann
 export { encodeImage, encodePng16, initRender, PNG_SETTINGS } from './encode';
 export type { RenderedMediaType } from './encode';
 export { RenderError } from './errors';
+export { encodeGif, animateGifs } from './gif';
 export type { RenderErrorCode } from './errors';
 export type {
   ImageDescription, RenderOptions, RenderedImage, RenderedImage16, FrameInfo, DecodedFrame, FrameBytes, LutData,

@@ -8,6 +8,7 @@ import { move } from 'piscina';
 import { decodeFrame, initCodecs, initCodecsFor, isEncapsulated, trimCodecHeaps, CodecError } from '../render/codecs';
 import { renderFrame, renderFrame16, encodeImage, encodePng16, RenderError, annotate, annotationText, appliedVoi, describeImage } from '../render';
 import { tableCache } from '../render/render';
+import { applyIccProfile, embedJpeg, embedPng, IccError, type IccSpace } from '../render/icc';
 import { collectGarbage, GarbageBudget } from './gc';
 import type { DecodedFrame, ImageDescription, RenderOptions, RenderedMediaType } from '../render';
 
@@ -25,6 +26,8 @@ export interface RenderTask {
   options: RenderOptions;
   mediaType: RenderedMediaType;
   quality?: number;
+  /** iccprofile (PS3.18 8.3.5.1.2) other than no, for a colour image; `own`: the instance's ICC Profile */
+  icc?: { mode: 'yes' | IccSpace; own?: Uint8Array };
   /** 16: a 16-bit grey PNG (bitdepth=16; the server has checked the media type) */
   bitDepth?: 8 | 16;
   /** PS3.18 8.3.5.1.2 annotation: the kinds asked for and the instance's DICOM JSON to take the text from */
@@ -80,11 +83,18 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
     // One grey buffer per thread: the image is encoded (copied) before this task ends and the next begins.
     let image = renderFrame(t.desc, t.frameNumber, decoded, t.options, greyScratch);
     if (t.annotation && t.annotation.kinds.length > 0) image = annotate(image, annotationLines());
-    const body = encodeImage(image, t.mediaType, { quality: t.quality });
+    let profile: Uint8Array | undefined;
+    if (t.icc && image.channels === 3) {
+      if (image.data === greyScratch) image = { ...image, data: image.data.slice() };
+      profile = applyIccProfile(image.data, t.icc.mode, t.icc.own);
+    }
+    let body = encodeImage(image, t.mediaType, { quality: t.quality });
+    if (profile) body = t.mediaType === 'image/png' ? embedPng(body, profile) : embedJpeg(body, profile);
     garbage.add(2 * body.byteLength);
     return { ok: true, body, decoded: keep };
   } catch (e) {
     if (e instanceof RenderError) return { ok: false, status: e.status, reason: e.message };
+    if (e instanceof IccError) return { ok: false, status: 406, reason: e.message };
     if (e instanceof CodecError) {
       const status = e.code === 'UNSUPPORTED_TRANSFER_SYNTAX' || e.code === 'UNSUPPORTED_PIXEL_FORMAT' ? 406 : 422;
       return { ok: false, status, reason: `cannot decode this frame: ${e.reason}` };

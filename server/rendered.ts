@@ -12,7 +12,7 @@ import { Piscina } from 'piscina';
 import { ServerContext } from './context';
 import { badRequest, HttpError, notAcceptable, notFound, payloadTooLarge } from './errors';
 import { requestAccept, mediaMatches } from './accept';
-import { getInstance, instancesOf, readFrame, InstanceInfo } from './instances';
+import { getInstance, instancesOf, readFrame, readBulk, InstanceInfo } from './instances';
 import { parseFrameList } from './wado';
 import { ClientGone, MultipartStream, onClientGone, wrap } from './http';
 import { renderTask, sharedCopy, RenderTask, RenderResult } from './render-worker';
@@ -21,6 +21,7 @@ import { decodesReduced, isEncapsulated } from '../render/codecs';
 import { GarbageBudget } from './gc';
 import { GSPS_SOP_CLASS, loadPresentationState, referencedImage } from './presentation';
 import { presentationFor, referencedFrames } from '../render/presentation-state';
+import { animateGifs } from '../render/gif';
 import type { DecodedFrame, RenderOptions, RenderedMediaType } from '../render';
 
 /**
@@ -51,6 +52,8 @@ export interface RenderedParams {
   annotation: string[];
   /** bitdepth=16 (server extension): a 16-bit grey PNG */
   bitDepth?: 16;
+  /** iccprofile (PS3.18 8.3.5.1.2) other than `no` */
+  icc?: 'yes' | 'srgb' | 'adobergb' | 'rommrgb' | 'displayp3';
 }
 
 const num = (s: string, what: string) => {
@@ -119,8 +122,9 @@ export function parseRenderedParams(query: Record<string, unknown>, maxViewport:
       annotation.push(t);
     }
   }
-  const icc = single(query.iccprofile, 'iccprofile');
-  if (icc !== undefined && !['no', 'yes', 'srgb', 'adobergb', 'rommrgb', 'displayp3'].includes(icc.toLowerCase())) throw badRequest('unknown iccprofile');
+  const iccValue = single(query.iccprofile, 'iccprofile')?.toLowerCase();
+  if (iccValue !== undefined && !['no', 'yes', 'srgb', 'adobergb', 'rommrgb', 'displayp3'].includes(iccValue)) throw badRequest('iccprofile must be no, yes, srgb, adobergb, rommrgb or displayp3');
+  const icc = iccValue === undefined || iccValue === 'no' ? undefined : iccValue as NonNullable<RenderedParams['icc']>;
 
   const o = single(query.overlays, 'overlays');
   if (o !== undefined) {
@@ -147,7 +151,10 @@ export function parseRenderedParams(query: Record<string, unknown>, maxViewport:
     if (bd !== '8' && bd !== '16') throw badRequest('bitdepth must be 8 or 16');
     if (bd === '16') bitDepth = 16;
   }
-  return bitDepth ? { options, quality, annotation, bitDepth } : { options, quality, annotation };
+  const params: RenderedParams = { options, quality, annotation };
+  if (bitDepth) params.bitDepth = bitDepth;
+  if (icc) params.icc = icc;
+  return params;
 }
 
 /**
@@ -155,7 +162,7 @@ export function parseRenderedParams(query: Record<string, unknown>, maxViewport:
  * can carry the image, so it goes first; a request that accepts no PNG then gets 400 (checkBitDepth).
  */
 export function chooseRenderedType(req: Request, params?: RenderedParams): RenderedMediaType {
-  const offered: RenderedMediaType[] = params?.bitDepth === 16 ? ['image/png', 'image/jpeg'] : ['image/jpeg', 'image/png'];
+  const offered: RenderedMediaType[] = params?.bitDepth === 16 ? ['image/png', 'image/jpeg', 'image/gif'] : ['image/jpeg', 'image/png', 'image/gif'];
   for (const a of requestAccept(req)) {
     if (a.type === 'multipart/related') {
       const t = a.params.type;
@@ -166,7 +173,7 @@ export function chooseRenderedType(req: Request, params?: RenderedParams): Rende
     const hit = offered.find((o) => mediaMatches(a.type, o));
     if (hit) return hit;
   }
-  throw notAcceptable('rendered images are available as image/jpeg and image/png');
+  throw notAcceptable('rendered images are available as image/jpeg, image/png and image/gif');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,7 +344,9 @@ export class RenderService {
         this.youngGarbage.add(read.data.byteLength);
         this.oldGarbage.add(this.frames.set(frameKey, frame, read.data.byteLength));
       }
+      const icc = params.icc && isColour(info) ? { mode: params.icc, own: await instanceIccProfile(this.ctx, info) } : undefined;
       const task: RenderTask = {
+        icc,
         transferSyntaxUID: syntax, data: frame.data, bitOffset: frame.bitOffset, decoded: frame.decoded,
         reduce: frame.decoded ? undefined : reduce,
         desc: info.render, frameNumber, options: params.options, mediaType, quality: params.quality, bitDepth: params.bitDepth,
@@ -401,6 +410,56 @@ function notModified(req: Request, etag: string): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
+// ICC profiles
+
+/** A colour image (RGB, YBR, PALETTE COLOR): the only kind an ICC profile is embedded in. */
+export function isColour(info: InstanceInfo): boolean {
+  const f = info.render?.frame;
+  return !!f && (f.samplesPerPixel !== 1 || f.photometricInterpretation.toUpperCase() === 'PALETTE COLOR');
+}
+
+/** The instance's ICC Profile (0028,2000), top level: bulk data or InlineBinary. */
+export async function instanceIccProfile(ctx: ServerContext, info: InstanceInfo): Promise<Uint8Array | undefined> {
+  const ref = info.bulk.refs.find((b) => b.path.toUpperCase() === '00282000');
+  if (ref) return new Uint8Array(await readBulk(ctx, info, ref));
+  const inline = JSON.parse(info.metadata)['00282000']?.InlineBinary;
+  return typeof inline === 'string' ? Buffer.from(inline, 'base64') : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Animated GIF of a multi-frame instance
+
+/** Bounds of an animated GIF: frames, and pixels over all frames (after the viewport): ~64 MB of indices. */
+export const ANIMATED_GIF_MAX_FRAMES = 1000;
+export const ANIMATED_GIF_MAX_PIXELS = 64 * 1024 * 1024;
+/** Frame delay when the instance gives no timing: 100 ms (10 frames per second). */
+export const DEFAULT_FRAME_MS = 100;
+
+/**
+ * Milliseconds each frame stays on screen, from the Cine module (PS3.3 C.7.6.5) or the Multi-frame module:
+ * Frame Time Vector (0018,1065; increments between frames, so frame i shows for the increment of frame i+1, the
+ * last for the mean increment), else Frame Time (0018,1063), else Cine Rate (0018,0040) or Recommended Display
+ * Frame Rate (0008,2144) in frames per second, else DEFAULT_FRAME_MS.
+ */
+export function frameDelaysMs(metadata: Record<string, any>, frames: number): number[] {
+  const nums = (tag: string): number[] => (metadata[tag]?.Value ?? []).map(Number).filter((v: number) => Number.isFinite(v));
+  const ftv = nums('00181065');
+  if (ftv.length >= frames && frames > 1) {
+    const incr = ftv.slice(1, frames).filter((v) => v > 0);
+    const mean = incr.length ? incr.reduce((a, b) => a + b, 0) / incr.length : DEFAULT_FRAME_MS;
+    return Array.from({ length: frames }, (_, i) => (i + 1 < frames && ftv[i + 1] > 0 ? ftv[i + 1] : mean));
+  }
+  const ft = nums('00181063')[0];
+  if (ft !== undefined && ft > 0) return new Array(frames).fill(ft);
+  const rate = nums('00180040')[0] ?? nums('00082144')[0];
+  if (rate !== undefined && rate > 0) return new Array(frames).fill(1000 / rate);
+  return new Array(frames).fill(DEFAULT_FRAME_MS);
+}
+
+/** GIF delays are hundredths of a second; under 2 most viewers show 10, so 2 (20 ms, 50 fps) is the floor. */
+export const gifDelayCs = (ms: number) => Math.max(2, Math.min(65535, Math.round(ms / 10)));
+
+// ---------------------------------------------------------------------------------------------
 // Routes
 
 const THUMBNAIL_SIZE = 128;
@@ -420,6 +479,9 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
 
   /** bitdepth=16: PNG of a grey image only (400 with the reason otherwise). */
   const checkBitDepth = (params: RenderedParams, type: RenderedMediaType, infos: InstanceInfo[]) => {
+    if (params.icc && type === 'image/gif' && infos.some((i) => isColour(i))) {
+      throw badRequest('ICC profiles are embedded in image/png and image/jpeg only: ask one of them, or iccprofile=no');
+    }
     if (params.bitDepth !== 16) return;
     if (type !== 'image/png') throw badRequest(`bitdepth=16 is available for image/png only, not ${type}`);
     for (const info of infos) {
@@ -439,6 +501,29 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     if (notModified(req, etag)) { res.status(304).end(); return; }
     const body = await service.render(info, frame, params, type, etag, clientSignal(req, res));
     res.status(200).type(type).send(body);
+  };
+
+  /** A multi-frame instance as one animated GIF: every frame rendered (and cached) as a GIF, then assembled. */
+  const sendAnimatedGif = async (req: Request, res: Response, info: InstanceInfo, params: RenderedParams) => {
+    const n = info.frameCount;
+    const f = info.render!.frame;
+    const vp = params.options.viewport;
+    const perFrame = vp ? Math.min(vp.vw * vp.vh, f.rows * f.columns) : f.rows * f.columns;
+    if (n > ANIMATED_GIF_MAX_FRAMES || n * perFrame > ANIMATED_GIF_MAX_PIXELS) {
+      throw badRequest(`animated GIF limited to ${ANIMATED_GIF_MAX_FRAMES} frames and ${ANIMATED_GIF_MAX_PIXELS} pixels in all: ask for a viewport, or frames/{list}/rendered`);
+    }
+    const etag = etagOf(info, 0, params, 'image/gif;animated');
+    res.set('ETag', etag);
+    res.set('Cache-Control', cacheControl);
+    if (notModified(req, etag)) { res.status(304).end(); return; }
+    const delays = frameDelaysMs(JSON.parse(info.metadata), n).map(gifDelayCs);
+    const gifs: Buffer[] = new Array(n);
+    let next = 0;
+    // two frames at a time: both render workers busy, and no more frames held than that before they are cached
+    const signal = clientSignal(req, res);
+    const worker = async () => { for (let i = next++; i < n; i = next++) gifs[i] = await service.render(info, i + 1, params, 'image/gif', undefined, signal); };
+    await Promise.all([worker(), worker()]);
+    res.status(200).type('image/gif').send(animateGifs(gifs, delays));
   };
 
   // One image at a time: rendered, written, then the next; memory is one image whatever the count.
@@ -478,6 +563,8 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     const params = parseRenderedParams(req.query, maxViewport);
     const multipart = requestAccept(req).some((a) => a.type === 'multipart/related');
     if (info.frameCount > 1 && multipart) return sendMany(req, res, Array.from({ length: info.frameCount }, (_, i) => ({ info, frame: i + 1 })), params);
+    // PS3.18 Table 8.7.4-1: a multi-frame instance as image/gif is an animation of its frames
+    if (info.frameCount > 1 && chooseRenderedType(req, params) === 'image/gif') return sendAnimatedGif(req, res, info, params);
     return sendOne(req, res, info, 1, params);
   }));
 

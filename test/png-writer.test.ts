@@ -11,7 +11,7 @@ import * as crypto from 'crypto';
 import * as zlib from 'zlib';
 import fc from 'fast-check';
 import { PNG } from 'pngjs';
-import { encodePng, encodePngJs, encodePngWithPngjs } from '../render/encode';
+import { encodePng, encodePng16, encodePngJs, encodePngWithPngjs } from '../render/encode';
 import { fastPng } from '../render/native';
 
 const SHAPES: Array<[number, number, number]> = [[512, 512, 1], [1024, 64, 1], [64, 64, 1], [7, 5, 1], [33, 9, 3], [64, 64, 3], [1, 1, 1], [511, 3, 1]];
@@ -135,5 +135,22 @@ native('C addon lookup', () => {
     expect(() => fastPng!.lookup(new Uint16Array(4), new Uint8Array(256), new Uint8Array(4), 4)).toThrow(/65536/);
     expect(() => fastPng!.lookup(new Uint8Array(4), new Uint8Array(256), new Uint8Array(3), 4)).toThrow(/count/);
     expect(() => (fastPng!.lookup as any)(new Float32Array(4), new Uint8Array(256), new Uint8Array(4), 4)).toThrow(/words/);
+  });
+});
+
+describe('16-bit grey PNG (bitdepth=16): encodePng16 with the C addon and with the JavaScript writer', () => {
+  test.each([[512, 512], [7, 5], [1, 1], [300, 3]])('%ix%i noise and ramps decode to their 16-bit samples', (w, h) => {
+    const data = new Uint16Array(w * h);
+    crypto.randomFillSync(data);
+    for (let i = 0; i < Math.min(data.length, 700); i++) data[i] = i * 93; // a ramp through both bytes
+    const check = (png: Buffer) => {
+      const back = PNG.sync.read(png, { skipRescale: true } as any) as any;
+      expect([back.width, back.height, back.depth]).toEqual([w, h, 16]);
+      for (let i = 0; i < w * h; i++) if (back.data[4 * i] !== data[i]) throw new Error(`pixel ${i}: ${back.data[4 * i]} != ${data[i]}`);
+    };
+    check(encodePng16({ width: w, height: h, channels: 1, data }));
+    const be = Buffer.from(data.buffer, data.byteOffset, data.byteLength).subarray(0);
+    const swapped = Buffer.from(be); swapped.swap16();
+    check(encodePngJs({ width: w, height: h, channels: 1, data: swapped }, 16));
   });
 });

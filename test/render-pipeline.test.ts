@@ -339,8 +339,10 @@ describe('encodeImage', () => {
     expect(q95.length).toBeGreaterThan(q10.length);
     expect(() => encodeImage(big, 'image/jpeg', { quality: 0 })).toThrow(expect.objectContaining({ code: 'BAD_OPTION' }));
   });
-  test('GIF is not produced: 406', () => {
-    expect(() => encodeImage(grey, 'image/gif')).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_MEDIA_TYPE', status: 406 }));
+  test('GIF: a GIF89a with its trailer; an unknown type is 406', () => {
+    const gif = encodeImage(grey, 'image/gif');
+    expect([gif.subarray(0, 6).toString('latin1'), gif[gif.length - 1]]).toEqual(['GIF89a', 0x3b]);
+    expect(() => encodeImage(grey, 'image/webp' as any)).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_MEDIA_TYPE', status: 406 }));
   });
 });
 
