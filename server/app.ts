@@ -18,6 +18,7 @@ import { renderedRouter, RenderService } from './rendered';
 import { authMiddleware } from './auth';
 import { signedLinksRouter } from './signed-links';
 import { deadlines } from './deadlines';
+import { uiRouter } from './ui';
 
 export interface App {
   app: express.Express;
@@ -82,6 +83,7 @@ export async function createApp(config: Config): Promise<App> {
     try { index.check(); } catch (e: any) { res.status(503).json({ status: 'unavailable', reason: e?.message ?? String(e) }); return; }
     res.json({ status: 'ok' });
   });
+  app.use(uiRouter(config));
   app.use((_req, _res, next) => next(new HttpError(404, 'no such resource')));
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
   app.use((err: any, req: Request, res: Response, _next: NextFunction) => {

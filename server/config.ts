@@ -72,6 +72,10 @@ export interface Config {
   renderWorkers: number;
   /** Log one line per request. */
   logRequests: boolean;
+  /** Serve the pinned OHIF viewer at /viewer (fetched once with npm pack if missing). */
+  viewer: boolean;
+  /** A folder holding an OHIF build (index.html, app-config.js) to serve instead of fetching one. */
+  viewerDist?: string;
   auth: AuthConfig;
 }
 
@@ -99,6 +103,7 @@ const DEFAULTS: Config = {
   frameCacheBytes: 32 * 1024 * 1024,
   renderWorkers: 2,
   logRequests: false,
+  viewer: false,
   auth: { enabled: false, apiKeys: new Map(), readScope: 'dicomweb.read', writeScope: 'dicomweb.write', signedLinkMaxSeconds: 7 * 24 * 3600, clockSkewSeconds: 60 },
 };
 
@@ -126,7 +131,7 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
   const known = new Set(['port', 'host', 'data', 'public-url', 'cors-origins', 'render-workers', 'render-cache-mb', 'frame-cache-mb', 'max-body-mb',
     'max-part-mb', 'max-render-pixels', 'max-viewport', 'request-timeout-ms', 'upload-timeout-ms', 'min-upload-rate', 'upload-rate-window-ms', 'log-requests',
     'auth-issuer', 'auth-audience', 'auth-jwks-url', 'auth-jwks-file', 'auth-read-scope', 'auth-write-scope', 'api-keys', 'api-keys-file',
-    'signed-link-key', 'signed-link-max-seconds', 'auth-clock-skew-seconds']);
+    'signed-link-key', 'signed-link-max-seconds', 'auth-clock-skew-seconds', 'viewer', 'viewer-dist']);
   for (const f of Object.keys(flags)) if (!known.has(f)) throw new ConfigError(`unknown option --${f}`);
 
   const c: Config = { ...DEFAULTS, limits: { ...DEFAULTS.limits }, corsOrigins: [], auth: { ...DEFAULTS.auth, apiKeys: new Map() } };
@@ -151,6 +156,8 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
   v('min-upload-rate', 'MIN_UPLOAD_RATE', (s) => { c.limits.minUploadRate = int('min-upload-rate', s, 0, 2 ** 31 - 1); });
   v('upload-rate-window-ms', 'UPLOAD_RATE_WINDOW_MS', (s) => { c.limits.uploadRateWindowMs = int('upload-rate-window-ms', s, 500, 3_600_000); });
   v('log-requests', 'LOG_REQUESTS', (s) => { c.logRequests = s === 'true' || s === '1'; });
+  v('viewer', 'VIEWER', (s) => { c.viewer = s === 'true' || s === '1'; });
+  v('viewer-dist', 'OHIF_DIST', (s) => { c.viewerDist = s; });
   readAuth(c.auth, get);
   const merged: Config = { ...c, ...overrides, limits: { ...c.limits, ...(overrides.limits ?? {}) } };
   merged.auth.enabled = Boolean(merged.auth.oidc) || merged.auth.apiKeys.size > 0;
