@@ -19,6 +19,8 @@ import { authMiddleware } from './auth';
 import { signedLinksRouter } from './signed-links';
 import { deadlines } from './deadlines';
 import { uiRouter } from './ui';
+import { ohifDist } from './ohif-dist';
+import { viewerRouter, VIEWER_PATH } from './viewer';
 
 export interface App {
   app: express.Express;
@@ -84,6 +86,9 @@ export async function createApp(config: Config): Promise<App> {
     res.json({ status: 'ok' });
   });
   app.use(uiRouter(config));
+  // --viewer: OHIF on this origin (server/viewer.ts); the build is found or fetched before the server listens
+  const viewer = config.viewer ? viewerRouter(ctx, ohifDist(config.viewerDist)) : undefined;
+  if (viewer) app.use(VIEWER_PATH, viewer.router);
   app.use((_req, _res, next) => next(new HttpError(404, 'no such resource')));
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
   app.use((err: any, req: Request, res: Response, _next: NextFunction) => {
@@ -113,6 +118,7 @@ export async function createApp(config: Config): Promise<App> {
     async close() {
       await renderer.stop();
       index.close();
+      viewer?.close();
     },
   };
 }

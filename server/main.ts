@@ -3,6 +3,7 @@
  */
 import { loadConfig, ConfigError } from './config';
 import { createApp, listen } from './app';
+import { ohifDist, PACKAGE_ROOT } from './ohif-dist';
 
 async function main() {
   let config;
@@ -12,11 +13,18 @@ async function main() {
     if (e instanceof ConfigError) { console.error(`configuration error: ${e.message}`); process.exit(2); }
     throw e;
   }
+  if (config.viewer) {
+    // the OHIF build is fetched once (npm pack, integrity-checked) into node_modules/.cache; say so first
+    try {
+      config.viewerDist = ohifDist(config.viewerDist, PACKAGE_ROOT, (m) => console.log(m));
+    } catch (e: any) { console.error(`viewer: ${e?.message ?? e}`); process.exit(2); }
+  }
   const app = await createApp(config);
   const server = await listen(app.app, config.port, config.host);
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   console.log(`DICOMweb server ready on http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}/dicom-web (data in ${config.dataDir})`);
+  console.log(`front page: http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}/${config.viewer ? `  viewer: http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}/viewer/` : ''}`);
   let stopping = false;
   const stop = () => {
     if (stopping) return;
