@@ -178,6 +178,19 @@ export function parseFrameList(s: string, max: number): number[] {
   return list;
 }
 
+/** Frame `n` as `choice` says: the stored bytes, decoded to Explicit VR Little Endian (in a render worker), or transcoded. */
+async function frameBody(ctx: ServerContext, renderer: RenderService, info: InstanceInfo, choice: FrameChoice, n: number, signal: AbortSignal): Promise<Buffer> {
+  const frame = await readFrame(ctx, info, n);
+  if (!choice.target) return frame.data;
+  if (!info.render) throw notAcceptable('this instance cannot be decoded; request transfer-syntax=*');
+  const f = info.render.frame;
+  if (choice.target !== EXPLICIT_LE) return transcodeFrame(info.transferSyntaxUID, choice.target, frame, f);
+  if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) {
+    throw payloadTooLarge(`frame of ${f.columns}x${f.rows} pixels is over this server's decoding limit of ${ctx.config.limits.maxRenderPixels} pixels (MAX_RENDER_PIXELS); request transfer-syntax=*`);
+  }
+  return renderer.decodeToBytes(info, frame.data, frame.bitOffset, signal); // in a worker; CodecError: 4xx
+}
+
 export function wadoRouter(ctx: ServerContext, renderer: RenderService): express.Router {
   const r = express.Router();
 
@@ -213,12 +226,13 @@ export function wadoRouter(ctx: ServerContext, renderer: RenderService): express
     const isPixel = ref.path.toUpperCase().startsWith('7FE0');
     const encapsulated = isPixel && !NATIVE.has(info.transferSyntaxUID);
     if (encapsulated) {
-      // Encapsulated Pixel Data: one part per frame, in its compressed form.
-      const media = nativeMediaType(info.transferSyntaxUID) ?? 'application/octet-stream';
-      const out = new MultipartStream(req, res, media);
-      for (let n = 1; n <= info.frameCount; n++) {
-        await out.part(`${media}; transfer-syntax=${info.transferSyntaxUID}`, (await readFrame(ctx, info, n)).data);
-      }
+      // Encapsulated Pixel Data: one part per frame, negotiated as frames are (PS3.18 8.7.3.3): as stored,
+      // decoded to Explicit VR Little Endian (application/octet-stream without a syntax), or transcoded.
+      const choice = chooseFrameRepresentation(ctx, accept, info, true);
+      const out = new MultipartStream(req, res, choice.contentType.split(';')[0]);
+      const ac = new AbortController();
+      onClientGone(req, res, () => ac.abort());
+      for (let n = 1; n <= info.frameCount; n++) await out.part(choice.contentType, await frameBody(ctx, renderer, info, choice, n, ac.signal));
       out.end();
       return;
     }
@@ -242,22 +256,7 @@ export function wadoRouter(ctx: ServerContext, renderer: RenderService): express
     const ac = new AbortController();
     onClientGone(req, res, () => ac.abort());
     const base = `${req.baseUrl}${req.path.replace(/frames\/.*/, '')}frames/`;
-    for (const n of list) {
-      const frame = await readFrame(ctx, info, n);
-      let body = frame.data;
-      if (choice.target && choice.target !== EXPLICIT_LE) {
-        if (!info.render) throw notAcceptable('this instance cannot be decoded; request transfer-syntax=*');
-        body = await transcodeFrame(info.transferSyntaxUID, choice.target, frame, info.render.frame);
-      } else if (choice.target === EXPLICIT_LE) {
-        if (!info.render) throw notAcceptable('this instance cannot be decoded; request transfer-syntax=*');
-        const f = info.render.frame;
-        if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) {
-          throw payloadTooLarge(`frame of ${f.columns}x${f.rows} pixels is over this server's decoding limit of ${ctx.config.limits.maxRenderPixels} pixels (MAX_RENDER_PIXELS); request transfer-syntax=*`);
-        }
-        body = await renderer.decodeToBytes(info, frame.data, frame.bitOffset, ac.signal); // in a worker; CodecError: 4xx
-      }
-      await out.part(choice.contentType, body, `${base}${n}`);
-    }
+    for (const n of list) await out.part(choice.contentType, await frameBody(ctx, renderer, info, choice, n, ac.signal), `${base}${n}`);
     out.end();
   }));
 

@@ -279,6 +279,29 @@ describe('negotiation (PS3.18 8.7.3)', () => {
     expect(parseDicom(s.parts[0].body).transferSyntaxUID).toBe(TS.explicit);
   });
 
+  test('bulk data of encapsulated Pixel Data: negotiated as frames (decoded, as stored, or transcoded)', async () => {
+    await initCodecs();
+    const bulk = `${urls.get('MR_small_jp2klossless')!}/bulkdata/7FE00010`;
+    const get = (acc: string) => request(srv.app).get(bulk).set('Accept', acc).buffer(true).parse(binaryParser);
+    const raw = await get('multipart/related; type="application/octet-stream"');
+    expect(raw.status).toBe(200);
+    const rawPart = parseMultipartResponse(raw.body, raw.headers['content-type'])[0];
+    expect(rawPart.headers['content-type']).toBe(`application/octet-stream; transfer-syntax=${TS.explicit}`);
+    const reference = nativePixels(decodedByTools(corpusFile('MR_small_jp2klossless'), 'MR_small_jp2klossless-bulk'));
+    expect(Array.from(new Uint16Array(rawPart.body.buffer.slice(rawPart.body.byteOffset, rawPart.body.byteOffset + rawPart.body.length)))).toEqual(reference.values);
+    const stored = await get('multipart/related; type="application/octet-stream"; transfer-syntax=*');
+    expect(parseMultipartResponse(stored.body, stored.headers['content-type'])[0].headers['content-type']).toBe(`application/octet-stream; transfer-syntax=${TS.j2k}`);
+    const jls = await get('multipart/related; type="image/jls"');
+    expect(jls.status).toBe(200);
+    const jlsPart = parseMultipartResponse(jls.body, jls.headers['content-type'])[0];
+    expect(jlsPart.headers['content-type']).toBe(`image/jls; transfer-syntax=${TS.jls}`);
+    const f = parseDicom(fs.readFileSync(corpusFile('MR_small_jp2klossless'))).dataset;
+    const d = decodeFrame(TS.jls, { data: jlsPart.body }, { rows: 64, columns: 64, bitsAllocated: 16, bitsStored: f['00280101'].Value![0] as number,
+      highBit: f['00280102'].Value![0] as number, pixelRepresentation: f['00280103'].Value![0] as number, samplesPerPixel: 1, photometricInterpretation: 'MONOCHROME2', planarConfiguration: 0 });
+    const mask = 2 ** (f['00280101'].Value![0] as number) - 1;
+    expect(Array.from(d.pixels as any).map((v) => (v as number) & mask)).toEqual(reference.values);
+  });
+
   test('frames in another compressed syntax: image/jls, image/dicom-rle, application/octet-stream with a syntax', async () => {
     await initCodecs();
     const url = urls.get('emri_small')!;
