@@ -24,7 +24,7 @@ import { frameAt } from '../dicom/frames';
 import { MAX_INFLATED_BYTES } from './ingest';
 import {
   AsyncByteSource, BufferByteSource, WindowedSource, PixelElement, SourceSyntax, UNDEFINED_LENGTH,
-  element, elementHeader, fileMeta, stringElement, usElement, writeExplicitLittle,
+  elementHeader, fileMeta, stringElement, usElement, writeExplicitLittle,
 } from '../dicom/write';
 import {
   cannotEncode, decodeFrame, encodeFrame, initCodecsFor, initEncoders, isEncapsulated, isEncodable, isLossyTarget,
@@ -87,7 +87,11 @@ export function instanceTarget(ctx: ServerContext, info: InstanceInfo, target: s
   if (!f) return { reason: 'the stored pixel data cannot be decoded' };
   if (info.frameCount !== Math.max(1, info.numberOfFrames)) return { reason: 'not every frame of the stored pixel data could be located' };
   if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) return { reason: 'frames larger than the decoding pixel limit' };
-  if (target === EXPLICIT_LE) return { syntax: EXPLICIT_LE };
+  if (target === EXPLICIT_LE) {
+    // A native Pixel Data value has a 32-bit length (PS3.5 7.1.2): larger pixels stay compressed (PS3.18 8.7.3).
+    const bytes = f.rows * f.columns * f.samplesPerPixel * Math.ceil(f.bitsAllocated / 8) * info.frames.length;
+    return bytes >= 0xfffffffe ? { reason: 'the decoded pixel data would not fit a 32-bit length' } : { syntax: EXPLICIT_LE };
+  }
   if (storedIsLossy(info) && !isLossyTarget(target)) return { reason: 'lossy compressed pixels are not re-encoded in a lossless transfer syntax' };
   const why = cannotEncode(target, encodeInfo(f));
   return why ? { reason: why } : { syntax: target };
