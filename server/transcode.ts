@@ -89,7 +89,7 @@ export function instanceTarget(ctx: ServerContext, info: InstanceInfo, target: s
   if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) return { reason: 'frames larger than the decoding pixel limit' };
   if (target === EXPLICIT_LE) {
     // A native Pixel Data value has a 32-bit length (PS3.5 7.1.2): larger pixels stay compressed (PS3.18 8.7.3).
-    const bytes = f.rows * f.columns * f.samplesPerPixel * Math.ceil(f.bitsAllocated / 8) * info.frames.length;
+    const bytes = f.rows * f.columns * f.samplesPerPixel * Math.ceil(f.bitsAllocated / 8) * info.frameCount;
     return bytes >= 0xfffffffe ? { reason: 'the decoded pixel data would not fit a 32-bit length' } : { syntax: EXPLICIT_LE };
   }
   if (storedIsLossy(info) && !isLossyTarget(target)) return { reason: 'lossy compressed pixels are not re-encoded in a lossless transfer syntax' };
