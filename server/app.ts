@@ -4,6 +4,8 @@
  */
 import express, { NextFunction, Request, Response } from 'express';
 import * as http from 'http';
+import * as crypto from 'crypto';
+import * as fsp from 'fs/promises';
 import { Config } from './config';
 import { ServerContext } from './context';
 import { HttpError } from './errors';
@@ -21,13 +23,48 @@ import { deadlines } from './deadlines';
 import { uiRouter } from './ui';
 import { ohifDist } from './ohif-dist';
 import { viewerRouter, VIEWER_PATH } from './viewer';
+import { log } from './log';
+import { registry, httpRequests, httpDuration, resourceOf, setProbe } from './metrics';
+import { startDimse, DimseListener } from './dimse';
 
 export interface App {
   app: express.Express;
   ctx: ServerContext;
   /** the rendering service (its `stats` show work queued and done) */
   renderer: RenderService;
+  /** the DICOM C-STORE listener, when configured */
+  dimse?: DimseListener;
   close(): Promise<void>;
+}
+
+/** A client's X-Request-Id is kept if it is short and plain; otherwise one is made. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * One log record per request (with --log-requests), and always one for a server error or a failed store:
+ * the request id (also sent back as X-Request-Id), method, path, status, duration and the failure reason.
+ * Every request also counts in /metrics.
+ */
+function requestLog(config: Config) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const t = process.hrtime.bigint();
+    const given = req.get('x-request-id');
+    const id = given && REQUEST_ID.test(given) ? given : crypto.randomBytes(6).toString('hex');
+    res.locals.requestId = id;
+    res.set('X-Request-Id', id);
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+      const resource = resourceOf(req.originalUrl);
+      httpRequests.inc({ resource, method: req.method, status: String(res.statusCode) });
+      httpDuration.observe({ resource, method: req.method }, seconds);
+      const reason: string | undefined = res.locals.reason;
+      const storeFailed = req.method === 'POST' && (res.statusCode >= 400 || reason !== undefined);
+      if (!config.logRequests && res.statusCode < 500 && !storeFailed) return;
+      const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 || reason ? 'warn' : 'info';
+      log[level]({ reqId: id, method: req.method, path: req.originalUrl, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10, reason }, 'request');
+    });
+    next();
+  };
 }
 
 function cors(config: Config) {
@@ -62,13 +99,7 @@ export async function createApp(config: Config): Promise<App> {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'extended');
-  if (config.logRequests) {
-    app.use((req, res, next) => {
-      const t = process.hrtime.bigint();
-      res.on('finish', () => console.log(`${req.method} ${req.originalUrl} ${res.statusCode} ${Number(process.hrtime.bigint() - t) / 1e6}ms`));
-      next();
-    });
-  }
+  app.use(requestLog(config));
   app.use(deadlines(config.limits));
   app.locals.limits = config.limits; // for listen(): Node's own whole-request timer must not cut uploads first
   app.use(cors(config));
@@ -84,6 +115,20 @@ export async function createApp(config: Config): Promise<App> {
     // Up, and able to use its index (a read-only or broken index is reported, the process stays up).
     try { index.check(); } catch (e: any) { res.status(503).json({ status: 'unavailable', reason: e?.message ?? String(e) }); return; }
     res.json({ status: 'ok' });
+  });
+  app.get('/ready', async (_req, res) => {
+    const checks: Record<string, string> = {};
+    try { ctx.index.stats(); checks.index = 'ok'; } catch (e: any) { checks.index = `failed: ${e?.code ?? e?.message ?? e}`; }
+    const probe = blobs.stagingPath();
+    try { await fsp.writeFile(probe, ''); await fsp.rm(probe, { force: true }); checks.store = 'ok'; } catch (e: any) { checks.store = `failed: ${e?.code ?? e?.message ?? e}`; }
+    const ready = Object.values(checks).every((v) => v === 'ok');
+    if (!ready) res.locals.reason = JSON.stringify(checks);
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+  });
+  setProbe('indexInstances', () => ctx.index.stats().instances);
+  setProbe('indexBytes', () => ctx.index.stats().bytes);
+  app.get('/metrics', async (_req, res, next) => {
+    try { res.type(registry.contentType).send(await registry.metrics()); } catch (e) { next(e); }
   });
   app.use(uiRouter(config));
   // --viewer: OHIF on this origin (server/viewer.ts); the build is found or fetched before the server listens
@@ -108,14 +153,26 @@ export async function createApp(config: Config): Promise<App> {
       reason = `cannot decode this frame: ${err.reason}`;
     }
     else if (err && typeof err.status === 'number' && err.status >= 400 && err.status < 500) { status = err.status; reason = err.expose ? String(err.message) : 'bad request'; }
-    else console.error(`${req.method} ${req.originalUrl}: ${err?.stack ?? err}`);
+    else log.error({ reqId: res.locals.requestId, method: req.method, path: req.originalUrl, err: err?.stack ?? String(err) }, 'unexpected error');
+    res.locals.reason = reason;
     if (res.headersSent) { res.destroy(); return; }
     res.status(status).type('application/json').send(JSON.stringify({ error: reason }));
   });
 
+  let dimse: DimseListener | undefined;
+  if (config.dimse.port !== undefined) {
+    try {
+      dimse = await startDimse(ctx, config.dimse, config.host);
+    } catch (e) {
+      await renderer.stop(); index.close();
+      throw e;
+    }
+  }
+
   return {
-    app, ctx, renderer,
+    app, ctx, renderer, dimse,
     async close() {
+      await dimse?.close();
       await renderer.stop();
       index.close();
       viewer?.close();

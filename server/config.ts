@@ -4,6 +4,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { parse as parseYaml } from 'yaml';
+import type { DimseConfig } from './dimse';
 
 export interface Limits {
   /** Largest STOW-RS request body, bytes. */
@@ -77,6 +79,8 @@ export interface Config {
   /** A folder holding an OHIF build (index.html, app-config.js) to serve instead of fetching one. */
   viewerDist?: string;
   auth: AuthConfig;
+  /** DICOM C-ECHO / C-STORE listener (off unless a port is set). */
+  dimse: DimseConfig;
 }
 
 export class ConfigError extends Error {}
@@ -105,7 +109,38 @@ const DEFAULTS: Config = {
   logRequests: false,
   viewer: false,
   auth: { enabled: false, apiKeys: new Map(), readScope: 'dicomweb.read', writeScope: 'dicomweb.write', signedLinkMaxSeconds: 7 * 24 * 3600, clockSkewSeconds: 60 },
+  dimse: { aeTitle: 'DICOMWEB', allowedAeTitles: [], idleTimeoutMs: 300_000 },
 };
+
+/** AE titles (PS3.5 Table 6.2-1, AE): 1 to 16 characters of the default repertoire, no backslash or control characters. */
+const AE_TITLE = /^[\x20-\x5b\x5d-\x7e]{1,16}$/;
+function aeTitle(name: string, s: string): string {
+  const t = s.trim();
+  if (!AE_TITLE.test(t)) throw new ConfigError(`${name}: "${s}" is not an AE title (1 to 16 characters, no backslash)`);
+  return t;
+}
+
+/**
+ * An optional configuration file (JSON, or YAML by its .yaml/.yml ending) whose keys are the flags' names
+ * without the dashes in front, e.g. {"port": 8042, "dimse-port": 11112}. Lists may be arrays.
+ */
+function readConfigFile(file: string, known: Set<string>): Record<string, string> {
+  const text = readFile('config', file);
+  let obj: unknown;
+  try { obj = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text); } catch (e: any) {
+    throw new ConfigError(`config ${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'} (${String(e?.message ?? e).split('\n')[0]})`);
+  }
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new ConfigError(`config ${file}: must hold an object of settings`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
+    if (!known.has(k) || k === 'config') throw new ConfigError(`config ${file}: unknown setting "${k}"`);
+    if (v === null || v === undefined) continue;
+    if (Array.isArray(v)) out[k] = v.map(String).join(',');
+    else if (typeof v === 'object') throw new ConfigError(`config ${file}: "${k}" must be a string, a number, a boolean or a list`);
+    else out[k] = String(v);
+  }
+  return out;
+}
 
 function int(name: string, v: string, min: number, max: number): number {
   const n = Number(v);
@@ -127,14 +162,18 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
       else { flags[a.slice(2)] = v; i++; }
     }
   }
-  const get = (flag: string, envName: string) => flags[flag] ?? env[envName];
-  const known = new Set(['port', 'host', 'data', 'public-url', 'cors-origins', 'render-workers', 'render-cache-mb', 'frame-cache-mb', 'max-body-mb',
+  const known = new Set(['config', 'port', 'host', 'data', 'public-url', 'cors-origins', 'render-workers', 'render-cache-mb', 'frame-cache-mb', 'max-body-mb',
     'max-part-mb', 'max-render-pixels', 'max-viewport', 'request-timeout-ms', 'upload-timeout-ms', 'min-upload-rate', 'upload-rate-window-ms', 'log-requests',
     'auth-issuer', 'auth-audience', 'auth-jwks-url', 'auth-jwks-file', 'auth-read-scope', 'auth-write-scope', 'api-keys', 'api-keys-file',
-    'signed-link-key', 'signed-link-max-seconds', 'auth-clock-skew-seconds', 'viewer', 'viewer-dist']);
+    'signed-link-key', 'signed-link-max-seconds', 'auth-clock-skew-seconds', 'viewer', 'viewer-dist',
+    'dimse-port', 'dimse-ae-title', 'dimse-allowed-aes', 'dimse-idle-timeout-ms']);
   for (const f of Object.keys(flags)) if (!known.has(f)) throw new ConfigError(`unknown option --${f}`);
+  // Precedence: flags, then the environment, then the configuration file, then the defaults.
+  const configFile = flags.config ?? env.CONFIG_FILE;
+  const fromFile = configFile ? readConfigFile(configFile, known) : {};
+  const get = (flag: string, envName: string) => flags[flag] ?? env[envName] ?? fromFile[flag];
 
-  const c: Config = { ...DEFAULTS, limits: { ...DEFAULTS.limits }, corsOrigins: [], auth: { ...DEFAULTS.auth, apiKeys: new Map() } };
+  const c: Config = { ...DEFAULTS, limits: { ...DEFAULTS.limits }, corsOrigins: [], auth: { ...DEFAULTS.auth, apiKeys: new Map() }, dimse: { ...DEFAULTS.dimse, allowedAeTitles: [] } };
   const v = (flag: string, envName: string, apply: (s: string) => void) => { const s = get(flag, envName); if (s !== undefined && s !== '') apply(s); };
   v('port', 'PORT', (s) => { c.port = int('port', s, 0, 65535); });
   v('host', 'HOST', (s) => { c.host = s; });
@@ -158,6 +197,10 @@ export function loadConfig(argv: string[] = [], env: Record<string, string | und
   v('log-requests', 'LOG_REQUESTS', (s) => { c.logRequests = s === 'true' || s === '1'; });
   v('viewer', 'VIEWER', (s) => { c.viewer = s === 'true' || s === '1'; });
   v('viewer-dist', 'OHIF_DIST', (s) => { c.viewerDist = s; });
+  v('dimse-port', 'DIMSE_PORT', (s) => { c.dimse.port = int('dimse-port', s, 0, 65535); });
+  v('dimse-ae-title', 'DIMSE_AE_TITLE', (s) => { c.dimse.aeTitle = aeTitle('dimse-ae-title', s); });
+  v('dimse-allowed-aes', 'DIMSE_ALLOWED_AES', (s) => { c.dimse.allowedAeTitles = s.split(',').filter((t) => t.trim()).map((t) => aeTitle('dimse-allowed-aes', t)); });
+  v('dimse-idle-timeout-ms', 'DIMSE_IDLE_TIMEOUT_MS', (s) => { c.dimse.idleTimeoutMs = int('dimse-idle-timeout-ms', s, 1000, 86_400_000); });
   readAuth(c.auth, get);
   const merged: Config = { ...c, ...overrides, limits: { ...c.limits, ...(overrides.limits ?? {}) } };
   merged.auth.enabled = Boolean(merged.auth.oidc) || merged.auth.apiKeys.size > 0;

@@ -19,6 +19,7 @@ import { detectEncapsulatedSyntax, isEncapsulated } from '../render/codecs';
 import { ServerContext } from './context';
 import { UID_PATTERN } from './errors';
 import { classifyStorageError, FaultError, recordFault } from './faults';
+import { storedInstances, storedBytes } from './metrics';
 
 /** PS3.4 Annex B / PS3.18 10.5.3 status codes used in the store response. */
 export const FailureReason = {
@@ -31,7 +32,7 @@ export const FailureReason = {
 export const WarningReason = { CoercionOfDataElements: 0xb000 } as const;
 
 export type IngestResult =
-  | { ok: true; status: 'stored' | 'identical'; studyUID: string; seriesUID: string; sopInstanceUID: string; sopClassUID: string; warning?: number; warningText?: string }
+  | { ok: true; status: 'stored' | 'identical'; studyUID: string; seriesUID: string; sopInstanceUID: string; sopClassUID: string; bytes: number; warning?: number; warningText?: string }
   | { ok: false; failureReason: number; reason: string; sopInstanceUID?: string; sopClassUID?: string; fault?: FaultError };
 
 /** Placeholder for the DICOMweb root in stored metadata; replaced per response (PS3.18 F.2.6 BulkDataURI). */
@@ -55,10 +56,11 @@ function fail(failureReason: number, reason: string, p?: Partial<ParsedInstance>
 }
 
 /**
- * Writes a Part 10 header in front of a bare dataset (or of a meta group without preamble), so that what is
- * stored and served is a proper Part 10 file. The dataset bytes themselves are kept unchanged.
+ * A File Meta Information header (PS3.10 7.1): preamble, DICM, group 0002 naming the SOP Class and Instance, the
+ * transfer syntax of the data set that follows and this implementation. Used where a data set arrives without
+ * one (a bare data set over STOW-RS, every data set over DIMSE C-STORE).
  */
-async function wrapAsPart10(staged: string, p: ParsedInstance, out: string): Promise<void> {
+export function part10Header(m: { sopClassUID: string; sopInstanceUID: string; transferSyntaxUID: string; sourceAeTitle?: string }): Buffer {
   const el = (tag: number, vr: string, value: Buffer) => {
     const long = vr === 'OB';
     const h = Buffer.alloc(long ? 12 : 8);
@@ -66,18 +68,27 @@ async function wrapAsPart10(staged: string, p: ParsedInstance, out: string): Pro
     if (long) h.writeUInt32LE(value.length, 8); else h.writeUInt16LE(value.length, 6);
     return Buffer.concat([h, value]);
   };
-  const ui = (s: string) => { const b = Buffer.from(s, 'latin1'); return b.length % 2 ? Buffer.concat([b, Buffer.from([0])]) : b; };
+  const padded = (s: string, pad: number) => { const b = Buffer.from(s, 'latin1'); return b.length % 2 ? Buffer.concat([b, Buffer.from([pad])]) : b; };
   const body = Buffer.concat([
     el(0x0001, 'OB', Buffer.from([0, 1])),
-    el(0x0002, 'UI', ui(p.sopClassUID)),
-    el(0x0003, 'UI', ui(p.sopInstanceUID)),
-    el(0x0010, 'UI', ui(p.transferSyntaxUID)),
-    el(0x0012, 'UI', ui('1.2.826.0.1.3680043.10.1417.1')),
+    el(0x0002, 'UI', padded(m.sopClassUID, 0)),
+    el(0x0003, 'UI', padded(m.sopInstanceUID, 0)),
+    el(0x0010, 'UI', padded(m.transferSyntaxUID, 0)),
+    el(0x0012, 'UI', padded('1.2.826.0.1.3680043.10.1417.1', 0)),
+    ...(m.sourceAeTitle ? [el(0x0016, 'AE', padded(m.sourceAeTitle, 0x20))] : []),
   ]);
   const groupLength = Buffer.alloc(12);
   groupLength.writeUInt16LE(0x0002, 0); groupLength.writeUInt16LE(0x0000, 2); groupLength.write('UL', 4, 'latin1');
   groupLength.writeUInt16LE(4, 6); groupLength.writeUInt32LE(body.length, 8);
-  const header = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), groupLength, body]);
+  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), groupLength, body]);
+}
+
+/**
+ * Writes a Part 10 header in front of a bare dataset (or of a meta group without preamble), so that what is
+ * stored and served is a proper Part 10 file. The dataset bytes themselves are kept unchanged.
+ */
+async function wrapAsPart10(staged: string, p: ParsedInstance, out: string): Promise<void> {
+  const header = part10Header(p);
   const src = fs.createReadStream(staged, { start: p.datasetOffset });
   const dst = fs.createWriteStream(out);
   await new Promise<void>((resolve, reject) => {
@@ -258,7 +269,7 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
 
     return await exclusive(p.sopInstanceUID, async (): Promise<IngestResult> => {
       const existing = ctx.index.getInstance(p.sopInstanceUID);
-      const ok = (status: 'stored' | 'identical'): IngestResult => ({ ok: true, status, studyUID: study, seriesUID: series, sopInstanceUID: p.sopInstanceUID, sopClassUID: p.sopClassUID, warning, warningText });
+      const ok = (status: 'stored' | 'identical'): IngestResult => ({ ok: true, status, studyUID: study, seriesUID: series, sopInstanceUID: p.sopInstanceUID, sopClassUID: p.sopClassUID, bytes: size, warning, warningText });
       if (existing) {
         if (existing.sha256 !== sha256) return fail(FailureReason.DuplicateSOPInstance, 'an instance with this SOP Instance UID is already stored with different content', p);
         // The same bytes again. The row is trusted only if its blob is still there, whole: a blob lost or damaged
@@ -309,6 +320,14 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
     return { ok: false, failureReason: FailureReason.OutOfResources, reason: fault.message, fault };
   } finally {
     await Promise.all(cleanup.map((f) => ctx.blobs.discard(f)));
+  }
+}
+
+/** Counts what a store request (STOW-RS or C-STORE) ended with, for /metrics. */
+export function countIngest(protocol: 'stow' | 'dimse', results: IngestResult[]): void {
+  for (const r of results) {
+    storedInstances.inc({ protocol, outcome: r.ok ? r.status : 'failed' });
+    if (r.ok && r.status === 'stored') storedBytes.inc({ protocol }, r.bytes);
   }
 }
 

@@ -9,6 +9,7 @@ import express, { Request, Response } from 'express';
 import * as crypto from 'crypto';
 import * as path from 'path';
 import { Piscina } from 'piscina';
+import { cacheLookups, renderDuration, setProbe } from './metrics';
 import { ServerContext } from './context';
 import { badRequest, HttpError, notAcceptable, notFound, payloadTooLarge } from './errors';
 import { requestAccept, mediaMatches } from './accept';
@@ -251,6 +252,8 @@ export class RenderService {
   }
 
   async start() {
+    setProbe('renderInFlight', () => this.inFlight);
+    setProbe('renderQueue', () => this.pool?.queueSize ?? 0);
     if (this.ctx.config.renderWorkers > 0) {
       this.pool = new Piscina({
         filename: path.join(__dirname, 'render-worker.js'),
@@ -272,6 +275,7 @@ export class RenderService {
   async render(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType,
     key = etagOf(info, frameNumber, params, mediaType), signal?: AbortSignal): Promise<Buffer> {
     const hit = this.cache.get(key);
+    cacheLookups.inc({ cache: 'rendered', result: hit ? 'hit' : 'miss' });
     if (hit) return hit;
     if (signal?.aborted) throw new ClientGone();
     this.active++;
@@ -326,6 +330,7 @@ export class RenderService {
       return reduce === 0 || full?.decoded ? full : this.frames.get(decodedKey) ?? full;
     };
     let frame = lookup();
+    cacheLookups.inc({ cache: 'frame', result: frame ? 'hit' : 'miss' });
     const pending = compressed && !frame?.decoded ? this.decoding.get(decodedKey) : undefined;
     if (pending) {
       // Another request is decoding this compressed frame: wait for its samples rather than decode it again.
@@ -367,10 +372,11 @@ export class RenderService {
       }
       let run: Promise<RenderResult | Uint8Array>;
       if (signal?.aborted) throw new ClientGone();
-      if (inline) run = renderTask(task);
+      const timer = renderDuration.startTimer({ where: inline ? 'inline' : 'worker' });
+      if (inline) run = renderTask(task).finally(timer);
       else {
         this.inFlight++;
-        run = (this.pool!.run(task, { signal }) as Promise<RenderResult | Uint8Array>).finally(() => { this.inFlight--; });
+        run = (this.pool!.run(task, { signal }) as Promise<RenderResult | Uint8Array>).finally(() => { this.inFlight--; timer(); });
       }
       let result: RenderResult | Uint8Array;
       try {

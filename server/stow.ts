@@ -7,7 +7,7 @@ import express, { Request, Response, NextFunction } from 'express';
 import { ServerContext } from './context';
 import { checkUID, notAcceptable, unsupportedMediaType } from './errors';
 import { parseMediaType, readMultipart } from './multipart';
-import { ingestStagedFile, IngestResult, FailureReason } from './ingest';
+import { ingestStagedFile, IngestResult, FailureReason, countIngest } from './ingest';
 import { baseUrl, sendDicomJson } from './http';
 import { JsonDataset } from '../dicom/json';
 
@@ -68,6 +68,7 @@ export function stowRouter(ctx: ServerContext): express.Router {
         await Promise.allSettled(pending); // nothing is left running behind a failed request
       }
       const results = await Promise.all(pending);
+      countIngest('stow', results);
       const response: JsonDataset = {};
       const stored = results.filter((r) => r.ok);
       const failed = results.filter((r) => !r.ok);
@@ -118,6 +119,11 @@ export function stowRouter(ctx: ServerContext): express.Router {
         ? (faults.some((f) => f.status === 507) ? 507 : 503)
         : stored.length === 0 ? 409 : failed.length || warned ? 202 : 200;
       if (status >= 500) res.set('Retry-After', '60');
+      // The request log names why parts failed: what a gateway's operator needs to see (server/app.ts).
+      if (failed.length) {
+        const first = failed[0];
+        res.locals.reason = `${failed.length} of ${results.length} instances failed; first: ${!first.ok ? `0x${first.failureReason.toString(16).toUpperCase()} ${first.reason}` : ''}`;
+      }
       sendDicomJson(res, response, status);
     } catch (e) {
       next(e);

@@ -212,6 +212,15 @@ export class SqliteIndex {
 
   close() { if (!this.broken) this.database.close(); }
 
+  /** Instances indexed and the database's size on disk (for /metrics and /ready); a read of the index. */
+  stats(): { instances: number; bytes: number } {
+    this.guard();
+    const instances = (this.db.prepare('SELECT count(*) AS n FROM instances').get() as { n: number }).n;
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+    return { instances, bytes: pages * pageSize };
+  }
+
   getInstance(sop: string): any { this.guard(); return this.stmts.getInstance.get(sop); }
   getSeries(series: string): any { this.guard(); return this.stmts.getSeries.get(series); }
   getStudy(study: string): any { this.guard(); return this.stmts.getStudy.get(study); }
