@@ -7,4 +7,5 @@ module.exports = {
   testMatch: ['**/*.test.js'],
   testTimeout: 120000,
   maxWorkers: 2,
+  setupFiles: ['<rootDir>/dist/test/helpers/quiet.js'],
 };

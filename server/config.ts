@@ -4,7 +4,6 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { parse as parseYaml } from 'yaml';
 import type { DimseConfig } from './dimse';
 
 export interface Limits {
@@ -127,7 +126,7 @@ function aeTitle(name: string, s: string): string {
 function readConfigFile(file: string, known: Set<string>): Record<string, string> {
   const text = readFile('config', file);
   let obj: unknown;
-  try { obj = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text); } catch (e: any) {
+  try { obj = /\.ya?ml$/i.test(file) ? require('yaml').parse(text) : JSON.parse(text); } catch (e: any) {
     throw new ConfigError(`config ${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'} (${String(e?.message ?? e).split('\n')[0]})`);
   }
   if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new ConfigError(`config ${file}: must hold an object of settings`);

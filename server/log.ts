@@ -18,7 +18,9 @@ function makeLogger(): pino.Logger {
     const pinoPretty = require('pino-pretty');
     return pino(opts, pinoPretty({ sync: true, translateTime: 'SYS:standard', ignore: 'pid,hostname' }));
   }
-  return pino(opts, pino.destination({ sync: true }));
+  // process.stdout, as console.log: a write to a pipe never blocks this thread (Node buffers it), where a
+  // synchronous pino destination would freeze the server behind a reader that stopped reading.
+  return pino(opts, process.stdout);
 }
 
 export const log = makeLogger();

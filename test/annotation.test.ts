@@ -13,6 +13,7 @@ import { loadFixture, decodeFixtureFrame } from './helpers/render-fixture';
 import { annotate, annotationLayout, annotationText, appliedVoi, encodeImage, initRender, renderFrame } from '../render';
 import type { RenderedImage } from '../render';
 import type { JsonDataset } from '../dicom/json';
+import { report } from './helpers/report';
 
 const OUT = path.join(process.cwd(), 'test-output', 'annotation');
 const stored = serverWithFiles(Object.fromEntries(['CT_small', 'MR_small', 'SC_rgb', 'RG3_J2KR'].map((n) => [n, corpusFile(n)])));
@@ -241,7 +242,7 @@ describe('glyphs are the font\'s glyphs', () => {
     }
     expect(ink).toBeGreaterThan(300);
     // mean error summed over every pixel, per ink pixel, in grey levels; and no pixel far off
-    console.log(`annotation legibility: ${ink} ink pixels, mean error ${(sum / ink).toFixed(2)} grey levels`);
+    report('annotation', `annotation legibility: ${ink} ink pixels, mean error ${(sum / ink).toFixed(2)} grey levels`);
     expect(sum / ink).toBeLessThan(2.5);
     expect(far).toBe(0);
     // a text that is not the one drawn is far away from it

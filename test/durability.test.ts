@@ -20,6 +20,7 @@ import request from 'supertest';
 import { spawnServer, ChildServer, VERIFY_JS } from './helpers/auth-child-server';
 import { corpusFile, multipartBody, parseMultipartResponse, binaryParser, readUids } from './helpers/server';
 import { canMount, mountTmpfs, unmount } from './helpers/tmpfs';
+import { report } from './helpers/report';
 
 const uids = new Map(readUids().map((u) => [u.file, u]));
 const TEMPLATES = ['CT_small', 'MR_small', '693_UNCR'].map((name) => ({ name, bytes: fs.readFileSync(corpusFile(name)), ...uids.get(name)! }));
@@ -152,7 +153,7 @@ describe('crashes: SIGKILL during concurrent uploads', () => {
     expect(final.report.problems).toEqual([]);
     expect(final.report.indexed).toBeGreaterThanOrEqual(acked.size);
     expect(final.report.indexed).toBe(final.report.blobs);
-    console.log(`durability: ${ROUNDS} kills, ${attempts} instances sent, ${acked.size} acknowledged and all retrieved intact; ${crashLeftovers} crash leftovers found by verify`);
+    report('durability', `durability: ${ROUNDS} kills, ${attempts} instances sent, ${acked.size} acknowledged and all retrieved intact; ${crashLeftovers} crash leftovers found by verify`);
     expect(acked.size).toBeGreaterThan(0);
   }, 300_000); // 9 server starts and 12 verify runs: ~75 s alone on 2 shared cores, past 120 s under a full parallel suite
 });

@@ -22,6 +22,7 @@ import { mutate, mutationArb, renameInstance, unendingSequences, deflateBomb, de
 import { parseDicom, DicomParseError } from '../dicom/parse';
 import * as http from 'http';
 import { compressionBombs, encapsulatedFile, geometryFile, newUid, watchLoop, WILDCARD_KEYS, LoopReport } from './helpers/bombs';
+import { report } from './helpers/report';
 
 /** Inputs of a default run; FUZZ_RUNS scales every property's run count to reach about that many in all. */
 const DEFAULT_TOTAL = 8000;
@@ -42,7 +43,7 @@ const bytesOf = new Map(files.map((f) => [f, fs.readFileSync(path.join(CORPUS, '
 const small = files.filter((f) => bytesOf.get(f)!.length < 150_000);
 
 beforeAll(async () => {
-  console.log(`fuzz seed ${SEED} (set FUZZ_SEED to replay)`);
+  report('fuzz', `fuzz seed ${SEED} (set FUZZ_SEED to replay)`);
   srv = await startServer();
   const { body, contentType } = multipartBody([bytesOf.get('CT_small.dcm')!]);
   expect((await request(srv.url).post('/dicom-web/studies').set('Content-Type', contentType).send(body)).status).toBe(200);
@@ -63,7 +64,7 @@ afterAll(async () => {
   await srv?.stop();
   const total = Object.values(counts).reduce((a, b) => a + b, 0);
   const detail = Object.entries(counts).map(([k, v]) => `${k}: ${v}`).join(', ');
-  console.log(`fuzz inputs tried: ${total} (${detail})`);
+  report('fuzz', `fuzz inputs tried: ${total} (${detail})`);
   fs.mkdirSync(path.join(process.cwd(), 'test-output'), { recursive: true });
   const loopLines = loop.map(({ test, r }) => `${test}: loop delay p99 ${r.p99} max ${r.max} ms; /health ${r.health}x slowest ${r.healthMax} ms; RSS max ${r.rssMaxMB} MB`);
   fs.writeFileSync(path.join(process.cwd(), 'test-output', 'fuzz-count.txt'), `${total}\n${detail}\nseed ${SEED}\n${loopLines.join('\n')}\n`);

@@ -8,6 +8,7 @@ import * as path from 'path';
 import { renderFrame, encodeImage, RenderOptions } from '../render';
 import { compare, decodePng, Diff } from './helpers/png-compare';
 import { corpusDir, decodeFixtureFrame, Fixture, loadFixture, referenceRows, ReferenceRow } from './helpers/render-fixture';
+import { report } from './helpers/report';
 
 const outDir = path.join(process.cwd(), '.out', 'render-png');
 fs.mkdirSync(outDir, { recursive: true });
@@ -35,7 +36,7 @@ describe('rendering matches DCMTK 3.6.7 (dcm2pnm) within +-1 on >= 99.5% of pixe
       lines.push(r.diff ? `${id} ${r.diff.exact.toFixed(2).padStart(7)} ${r.diff.within1.toFixed(2).padStart(9)} ${String(r.diff.maxDiff).padStart(8)}` : `${id}  ${r.note}`);
     }
     // eslint-disable-next-line no-console
-    console.log(lines.join('\n'));
+    report('render-dcmtk', lines.join('\n'));
   });
 
   test.each(rows.map((r) => [`${r.name} f${r.frame} ${r.variant}`, r] as const))('%s', async (_label, row) => {

@@ -11,6 +11,7 @@ import request from 'supertest';
 import { startServer, TestServer, storeFile, binaryParser, CORPUS } from './helpers/server';
 import { compare, decodePng, referenceRows, Diff, ReferenceRow } from './helpers/png-compare';
 import { parseDicomFile } from '../dicom/parse';
+import { report } from './helpers/report';
 
 const DERIVED = path.join(process.cwd(), 'test/fixtures/derived');
 const sourceOf = (name: string) => {
@@ -44,7 +45,7 @@ afterAll(async () => {
   }
   fs.mkdirSync(path.join(process.cwd(), 'test-output'), { recursive: true });
   fs.writeFileSync(path.join(process.cwd(), 'test-output', 'dcmtk-match.txt'), lines.join('\n') + '\n');
-  console.log(lines.join('\n'));
+  report('rendered-dcmtk', lines.join('\n'));
   for (const s of servers) await s.stop();
 });
 
