@@ -6,6 +6,8 @@
  */
 import { HttpError } from './errors';
 import { IndexUnavailable } from '../storage/index-sqlite';
+import { log } from './log';
+import { faultsTotal } from './metrics';
 
 export type FaultKind = 'storage-full' | 'storage-unavailable' | 'index-unavailable' | 'blob-missing' | 'blob-corrupt';
 
@@ -19,7 +21,8 @@ export function faultCounts(): Readonly<Record<FaultKind, number>> { return { ..
 /** Counts a fault and logs it (one line: what, where). */
 export function recordFault(kind: FaultKind, detail: string): void {
   counts[kind]++;
-  console.error(`fault ${kind}: ${detail}`);
+  faultsTotal.inc({ kind });
+  log.error({ fault: kind, detail }, `fault ${kind}: ${detail}`);
 }
 
 /** A fault answered with its status and reason; `kind` says what was counted. */

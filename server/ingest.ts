@@ -20,6 +20,7 @@ import { ServerContext } from './context';
 import { UID_PATTERN } from './errors';
 import { classifyStorageError, FaultError, recordFault } from './faults';
 import { storedInstances, storedBytes } from './metrics';
+import { log } from './log';
 
 /** PS3.4 Annex B / PS3.18 10.5.3 status codes used in the store response. */
 export const FailureReason = {
@@ -278,7 +279,7 @@ export async function ingestStagedFile(ctx: ServerContext, staged: string, expec
         if (!damage) return ok('identical');
         await ctx.blobs.commit(file, existing.blob_key);
         cleanup.splice(cleanup.indexOf(file), 1);
-        console.error(`restored blob ${existing.blob_key} (${damage}) from identical bytes re-sent for ${p.sopInstanceUID}`);
+        log.error(`restored blob ${existing.blob_key} (${damage}) from identical bytes re-sent for ${p.sopInstanceUID}`);
         return ok('stored');
       }
       try {

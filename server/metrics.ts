@@ -30,6 +30,10 @@ export const cacheLookups = new client.Counter({
   name: 'dicomweb_cache_lookups_total', help: 'Cache lookups by cache (rendered image, frame) and result (hit, miss)',
   labelNames: ['cache', 'result'] as const, registers: [registry],
 });
+export const faultsTotal = new client.Counter({
+  name: 'dicomweb_faults_total', help: 'Faults of storage met (server/faults.ts): storage-full, storage-unavailable, index-unavailable, blob-missing, blob-corrupt',
+  labelNames: ['kind'] as const, registers: [registry],
+});
 export const renderDuration = new client.Histogram({
   name: 'dicomweb_render_duration_seconds', help: 'Decode + render + encode of one uncached image, by where it ran (worker, inline)',
   labelNames: ['where'] as const, buckets: LATENCY_BUCKETS, registers: [registry],

@@ -18,6 +18,7 @@ import { canMount, mountTmpfs, unmount, freeBytes as free } from './helpers/tmpf
 import { startServer, TestServer, corpusFile, multipartBody, readUids, binaryParser, parseMultipartResponse } from './helpers/server';
 import { faultCounts } from '../server/faults';
 import { verifyStore } from '../server/verify';
+import { log } from '../server/log';
 
 const uids = (() => { // dcmjs warns on some corpus files
   const quiet = jest.spyOn(console, 'error').mockImplementation(() => undefined);
@@ -50,9 +51,14 @@ const canChattr = isRoot && (() => {
 function lock(file: string) { if (isRoot) execFileSync('chattr', ['+i', file]); else fs.chmodSync(file, 0o444); }
 function unlock(file: string) { if (isRoot) execFileSync('chattr', ['-i', file]); else fs.chmodSync(file, 0o644); }
 
-let errorLog: jest.SpyInstance;
-beforeEach(() => { errorLog = jest.spyOn(console, 'error').mockImplementation(() => undefined); });
-afterEach(() => { errorLog.mockRestore(); });
+// What the server logs as errors (pino's log.error(fields, message)): the messages, in order.
+let errorLog: jest.Mock;
+let errorSpy: jest.SpyInstance;
+beforeEach(() => {
+  errorLog = jest.fn();
+  errorSpy = jest.spyOn(log, 'error').mockImplementation(((a: unknown, b?: unknown) => { errorLog(typeof a === 'string' ? a : b); }) as any);
+});
+afterEach(() => { errorSpy.mockRestore(); });
 
 (canMount ? describe : describe.skip)('a full disk (a real tmpfs)', () => {
   let mount: string;

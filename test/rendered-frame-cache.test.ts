@@ -9,6 +9,7 @@
 import * as fs from 'fs';
 import request from 'supertest';
 import { startServer, TestServer, corpusFile, multipartBody, binaryParser, storeFile } from './helpers/server';
+import { log } from '../server/log';
 
 const FILES: Array<[string, number, [number, number]]> = [
   ['693_UNCR', 1, [40, 400]],              // native, BitsStored 14 signed: packed words
@@ -73,7 +74,8 @@ test('a window change on a viewed frame reads nothing from the blob store', asyn
   await png(cached, `${j2k}?window=1,100`);
   await png(cached, `${ct}?window=1,100`);
   for (const b of blobs) fs.renameSync(b, `${b}.hidden`);
-  const errorLog = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+  const errorLog = jest.fn();
+  const errorSpy = jest.spyOn(log, 'error').mockImplementation(((a: unknown, b?: unknown) => { errorLog(typeof a === 'string' ? a : b); }) as any);
   try {
     expect((await png(cached, `${j2k}?window=2,100`)).length).toBeGreaterThan(100);
     expect((await png(cached, `${ct}?window=2,100`)).length).toBeGreaterThan(100);
@@ -83,7 +85,7 @@ test('a window change on a viewed frame reads nothing from the blob store', asyn
     expect(uncached.body.error).toMatch(/stored bytes of this instance are missing/);
     expect(errorLog).toHaveBeenCalledWith(expect.stringMatching(/^fault blob-missing/));
   } finally {
-    errorLog.mockRestore();
+    errorSpy.mockRestore();
     for (const b of blobs) fs.renameSync(`${b}.hidden`, b);
   }
 });
