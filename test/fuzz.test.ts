@@ -33,7 +33,17 @@ const RSS_MAX_MB = Number(process.env.FUZZ_RSS_MB ?? 1536);
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
 const counts: Record<string, number> = {};
-const count = (what: string, n = 1) => { counts[what] = (counts[what] ?? 0) + n; };
+let tried = 0;
+const started = Date.now();
+const count = (what: string, n = 1) => {
+  counts[what] = (counts[what] ?? 0) + n;
+  tried += n;
+  // progress of a long (nightly) run, readable while it runs
+  if (tried % 1000 < n) {
+    fs.mkdirSync(path.join(process.cwd(), 'test-output'), { recursive: true });
+    fs.writeFileSync(path.join(process.cwd(), 'test-output', 'fuzz-progress.txt'), `${tried} inputs in ${Math.round((Date.now() - started) / 1000)} s\n${JSON.stringify(counts)}\n`);
+  }
+};
 
 let srv: TestServer;
 const uids = new Map(readUids().map((u) => [u.file, u]));

@@ -12,7 +12,7 @@ import * as http from 'http';
 import * as path from 'path';
 import fc from 'fast-check';
 import request from 'supertest';
-import { startServer, TestServer, multipartBody, binaryParser, corpusFile, readUids } from './helpers/server';
+import { startServer, TestServer, multipartBody, binaryParser, corpusFile } from './helpers/server';
 import {
   compressionBombs, deflatedFile, encapsulatedFile, geometryFile, longValuesInstance, newUid, patternBombs, watchLoop, WILDCARD_KEYS, LoopReport,
 } from './helpers/bombs';
@@ -166,9 +166,7 @@ describe('pixel geometry from the file is checked against the file', () => {
 
 describe('memory per request', () => {
   test('a frame list repeating a frame is refused (PS3.18: non-duplicate frame numbers)', async () => {
-    const ct = readUids().find((x) => x.file === 'CT_small')!;
-    await stow([fs.readFileSync(corpusFile('CT_small'))]);
-    const base = `/dicom-web/studies/${ct.study}/series/${ct.series}/instances/${ct.instance}`;
+    const base = retrieveUrl(await stow([fs.readFileSync(corpusFile('CT_small'))]));
     await bounded('frame list 1,1,...x1000', async () => {
       for (const path of [`${base}/frames/${Array(1000).fill(1).join(',')}`, `${base}/frames/${Array(1000).fill(1).join(',')}/rendered`]) {
         const res = await request(srv.url).get(path).set('Accept', 'multipart/related; type="application/octet-stream"');
@@ -213,8 +211,7 @@ describe('memory per request', () => {
   });
 
   test('renders abandoned by their clients are skipped or stopped', async () => {
-    const ct = readUids().find((x) => x.file === 'CT_small')!;
-    const base = `/dicom-web/studies/${ct.study}/series/${ct.series}/instances/${ct.instance}`;
+    const base = retrieveUrl(await stow([fs.readFileSync(corpusFile('CT_small'))])); // stored already: identical, 200
     const port = (srv.server.address() as any).port;
     const before = srv.renderer.stats().completed;
     await bounded('20 abandoned 8192x8192 renders', async () => {
