@@ -239,7 +239,7 @@ class Parser {
         // (0088,0200) of a compressed CR/MG/MR, or any OB/OW of undefined length. Only the top level is rendered.
         if ((syntax.explicit && (vr === 'OB' || vr === 'OW')) || tag === '7FE00010') {
           off = this.parseEncapsulated(tag, vr, valueOffset, isPixel, elementPath);
-          if (!isPixel) ds[tag] = { vr };
+          ds[tag] = { vr: syntax.explicit ? vr : 'OB' }; // in metadata with its BulkDataURI, Pixel Data included
           continue;
         }
         if (vr === 'SQ' || vr === 'UN') {

@@ -191,6 +191,14 @@ async function frameBody(ctx: ServerContext, renderer: RenderService, info: Inst
   return renderer.decodeToBytes(info, frame.data, frame.bitOffset, signal); // in a worker; CodecError: 4xx
 }
 
+/** True when the first acceptable entry is a single-part media type (not multipart/*, not a wildcard). */
+function isSinglePartRequest(accept: AcceptEntry[], choice: FrameChoice): boolean {
+  const want = choice.contentType.split(';')[0];
+  const a = accept.find((e) => e.type !== 'multipart/related' && e.type !== '*/*' && e.type !== 'multipart/*' && mediaMatches(e.type, want));
+  const firstMultipart = accept.findIndex((e) => e.type === 'multipart/related' || e.type === '*/*' || e.type === 'multipart/*');
+  return a !== undefined && (firstMultipart < 0 || accept.indexOf(a) < firstMultipart);
+}
+
 export function wadoRouter(ctx: ServerContext, renderer: RenderService): express.Router {
   const r = express.Router();
 
@@ -229,9 +237,14 @@ export function wadoRouter(ctx: ServerContext, renderer: RenderService): express
       // Encapsulated Pixel Data: one part per frame, negotiated as frames are (PS3.18 8.7.3.3): as stored,
       // decoded to Explicit VR Little Endian (application/octet-stream without a syntax), or transcoded.
       const choice = chooseFrameRepresentation(ctx, accept, info, true);
-      const out = new MultipartStream(req, res, choice.contentType.split(';')[0]);
       const ac = new AbortController();
       onClientGone(req, res, () => ac.abort());
+      if (info.frameCount === 1 && isSinglePartRequest(accept, choice)) {
+        // a single-frame instance asked for with a single-part Accept: the frame as the whole body
+        res.status(200).set('Content-Type', choice.contentType).send(await frameBody(ctx, renderer, info, choice, 1, ac.signal));
+        return;
+      }
+      const out = new MultipartStream(req, res, choice.contentType.split(';')[0]);
       for (let n = 1; n <= info.frameCount; n++) await out.part(choice.contentType, await frameBody(ctx, renderer, info, choice, n, ac.signal));
       out.end();
       return;
@@ -251,10 +264,15 @@ export function wadoRouter(ctx: ServerContext, renderer: RenderService): express
     if (info.frameCount === 0) throw notFound('the instance has no pixel data frames');
     const list = parseFrameList(String(req.params.frames), info.frameCount);
     const choice = chooseFrameRepresentation(ctx, requestAccept(req), info, list.length === 1);
-    const partType = choice.contentType.split(';')[0];
-    const out = new MultipartStream(req, res, partType);
     const ac = new AbortController();
     onClientGone(req, res, () => ac.abort());
+    if (list.length === 1 && isSinglePartRequest(requestAccept(req), choice)) {
+      // a single-part Accept (PS3.18 8.7.5): the frame as the whole body
+      res.status(200).set('Content-Type', choice.contentType).send(await frameBody(ctx, renderer, info, choice, list[0], ac.signal));
+      return;
+    }
+    const partType = choice.contentType.split(';')[0];
+    const out = new MultipartStream(req, res, partType);
     const base = `${req.baseUrl}${req.path.replace(/frames\/.*/, '')}frames/`;
     for (const n of list) await out.part(choice.contentType, await frameBody(ctx, renderer, info, choice, n, ac.signal), `${base}${n}`);
     out.end();
