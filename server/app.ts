@@ -26,6 +26,8 @@ import { viewerRouter, VIEWER_PATH } from './viewer';
 import { log } from './log';
 import { registry, httpRequests, httpDuration, resourceOf, setProbe } from './metrics';
 import { startDimse, DimseListener } from './dimse';
+import { deleteRouter, finishTrash } from './delete';
+import { resourcesRouter } from './resources';
 
 export interface App {
   app: express.Express;
@@ -76,7 +78,7 @@ function cors(config: Config) {
       res.set('Vary', 'Origin');
       res.set('Access-Control-Expose-Headers', 'Content-Type, Content-Length, ETag, Warning, Content-Location');
       if (req.method === 'OPTIONS') {
-        res.set('Access-Control-Allow-Methods', 'GET, HEAD, POST, OPTIONS');
+        res.set('Access-Control-Allow-Methods', 'GET, HEAD, POST, DELETE, OPTIONS');
         res.set('Access-Control-Allow-Headers', req.get('access-control-request-headers') ?? 'Accept, Content-Type, Authorization, If-None-Match');
         res.set('Access-Control-Max-Age', '600');
         res.status(204).end();
@@ -92,6 +94,7 @@ export async function createApp(config: Config): Promise<App> {
   await blobs.cleanStaging(); // staged files of an interrupted upload were never acknowledged: drop them
   const index = new SqliteIndex(config.dataDir);
   const ctx: ServerContext = { config, blobs, index };
+  await finishTrash(ctx); // a delete interrupted by a crash is completed, never undone (server/delete.ts)
   const renderer = new RenderService(ctx);
   await renderer.start();
 
@@ -104,12 +107,16 @@ export async function createApp(config: Config): Promise<App> {
   app.locals.limits = config.limits; // for listen(): Node's own whole-request timer must not cut uploads first
   app.use(cors(config));
   const root = express.Router();
+  // 405 with a true Allow, OPTIONS (capabilities, PS3.18 Annex H) and the root page: before authentication,
+  // since they reveal nothing stored.
+  root.use(resourcesRouter(ctx));
   root.use(authMiddleware(config.auth)); // after CORS, so preflights are answered without credentials
   root.use(signedLinksRouter(ctx));
   root.use(stowRouter(ctx));
   root.use(qidoRouter(ctx));
   root.use(renderedRouter(ctx, renderer));
   root.use(wadoRouter(ctx, renderer));
+  root.use(deleteRouter(ctx));
   app.use('/dicom-web', root);
   app.get('/health', (_req, res) => {
     // Up, and able to use its index (a read-only or broken index is reported, the process stays up).

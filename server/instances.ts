@@ -77,6 +77,9 @@ export function instancesOf(ctx: ServerContext, study: string, series?: string):
   return rows.map(fromRow);
 }
 
+/** Forget one instance's cached row (after a delete). */
+export function forgetInstance(ctx: ServerContext, sop: string): void { caches.get(ctx)?.delete(sop); }
+
 /** Forget cached rows (used by `verify --repair`). */
 export function clearInstanceCache(ctx: ServerContext): void { caches.delete(ctx); }
 

@@ -6,6 +6,8 @@
  *   transaction leaves: stored bytes never acknowledged to the client);
  * - no staged upload is left over.
  *
+ * - no delete was left half done (a blob in trash/; --repair completes the delete, as the server does at start).
+ *
  * With --repair: an orphan is re-indexed by ingesting it again (server/ingest.ts); an orphan the duplicate rule
  * refuses, and a blob that does not match its index row, are moved to DIR/quarantine (never deleted); index rows
  * whose blob is missing are dropped; staging leftovers are deleted. Run it while the server is stopped.
@@ -20,8 +22,9 @@ import { FileBlobStore, BLOB_KEY } from '../storage/blobstore';
 import { SqliteIndex } from '../storage/index-sqlite';
 import { ServerContext } from './context';
 import { ingestFile, sha256File } from './ingest';
+import { finishTrash } from './delete';
 
-export type ProblemKind = 'missing-blob' | 'size-mismatch' | 'hash-mismatch' | 'orphan-blob' | 'foreign-file' | 'staging-leftover';
+export type ProblemKind = 'interrupted-delete' | 'missing-blob' | 'size-mismatch' | 'hash-mismatch' | 'orphan-blob' | 'foreign-file' | 'staging-leftover';
 
 export interface Problem { kind: ProblemKind; key: string; sopInstanceUID?: string; detail?: string; repaired?: string }
 
@@ -41,6 +44,15 @@ export async function verifyStore(config: Config, repair: boolean): Promise<Veri
   const ctx: ServerContext = { config, blobs, index };
   const problems: Problem[] = [];
   try {
+    // 0. A delete interrupted by a crash (blob already in trash/): completed, as the server does at start.
+    for (const t of await blobs.trashed()) {
+      const p: Problem = { kind: 'interrupted-delete', key: t.key, sopInstanceUID: index.instanceByBlobKey(t.key) };
+      problems.push(p);
+    }
+    if (repair && problems.length) {
+      await finishTrash(ctx);
+      for (const p of problems) p.repaired = 'delete completed (index rows and trashed blob removed)';
+    }
     const rows = index.allBlobKeys();
     const indexedKeys = new Set(rows.map((r) => r.blob_key));
 

@@ -24,6 +24,10 @@ export interface BlobStore {
   list(): AsyncIterable<string>;
   /** Staged files left by a crash, and their removal. */
   cleanStaging(): Promise<number>;
+  /** Delete, step 1: the blob leaves the store atomically (see server/delete.ts); its trash file. */
+  moveToTrash(key: string): Promise<string | undefined>;
+  /** Trash entries a crash left. */
+  trashed(): Promise<Array<{ key: string; file: string }>>;
 }
 
 /** Keys are relative paths made of validated UIDs and hex digests; anything else is refused. */
@@ -32,12 +36,36 @@ export const BLOB_KEY = /^[0-9.]+\/[0-9.]+\/[0-9.]+\/[0-9a-f]{16,64}\.dcm$/;
 export class FileBlobStore implements BlobStore {
   readonly root: string;
   private readonly staging: string;
+  /** Blobs of instances being deleted: moved here before their index rows go (see server/delete.ts). */
+  readonly trash: string;
 
   constructor(dataDir: string) {
     this.root = path.join(dataDir, 'blobs');
     this.staging = path.join(dataDir, 'staging');
+    this.trash = path.join(dataDir, 'trash');
     fs.mkdirSync(this.root, { recursive: true });
     fs.mkdirSync(this.staging, { recursive: true });
+    fs.mkdirSync(this.trash, { recursive: true });
+  }
+
+  /**
+   * First step of a delete: the blob leaves the store by one atomic rename into trash/ (its key encoded in the
+   * name), made durable. A crash after it leaves a trash entry that `finishTrash` (at start and in verify)
+   * completes. Missing blobs are not an error (a repeated delete).
+   */
+  async moveToTrash(key: string): Promise<string | undefined> {
+    const src = this.file(key);
+    const dst = path.join(this.trash, encodeURIComponent(key));
+    try { await fsp.rename(src, dst); } catch (e: any) { if (e?.code === 'ENOENT') return undefined; throw e; }
+    const dh = await fsp.open(path.dirname(src), 'r');
+    try { await dh.sync(); } finally { await dh.close(); }
+    return dst;
+  }
+
+  /** Blob keys waiting in trash/ (a delete interrupted between its steps). */
+  async trashed(): Promise<Array<{ key: string; file: string }>> {
+    const names = await fsp.readdir(this.trash);
+    return names.map((n) => ({ key: decodeURIComponent(n), file: path.join(this.trash, n) }));
   }
 
   private file(key: string): string {

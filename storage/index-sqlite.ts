@@ -280,16 +280,39 @@ export class SqliteIndex {
 
   /** Removes an instance's index rows (used by `verify --repair` for rows whose blob is gone). */
   removeInstance(sop: string): void {
+    this.removeInstances([sop]);
+  }
+
+  /**
+   * Removes instances' index rows in one transaction (DELETE of a study, series or instance): readers see all of
+   * them or none. Emptied series and studies go; counts and lists of the rest are recounted.
+   */
+  removeInstances(sops: string[]): void {
     const tx = this.db.transaction(() => {
-      const row = this.stmts.getInstance.get(sop) as any;
-      if (!row) return;
-      this.stmts.deleteInstance.run(sop);
-      this.stmts.deleteEmptySeries.run(row.series_uid, row.series_uid);
-      this.stmts.countSeries.run({ series: row.series_uid });
-      this.stmts.deleteEmptyStudy.run(row.study_uid, row.study_uid);
-      this.stmts.countStudy.run({ study: row.study_uid });
+      const series = new Set<string>();
+      const studies = new Set<string>();
+      for (const sop of sops) {
+        const row = this.stmts.getInstance.get(sop) as any;
+        if (!row) continue;
+        this.stmts.deleteInstance.run(sop);
+        series.add(row.series_uid);
+        studies.add(row.study_uid);
+      }
+      for (const s of series) {
+        this.stmts.deleteEmptySeries.run(s, s);
+        this.stmts.countSeries.run({ series: s });
+      }
+      for (const s of studies) {
+        this.stmts.deleteEmptyStudy.run(s, s);
+        this.stmts.countStudy.run({ study: s });
+      }
     });
     tx.immediate();
+  }
+
+  /** The SOP Instance UID indexed with this blob key, if any. */
+  instanceByBlobKey(key: string): string | undefined {
+    return (this.db.prepare('SELECT sop_instance_uid FROM instances WHERE blob_key = ?').get(key) as any)?.sop_instance_uid;
   }
 }
 
