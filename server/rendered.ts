@@ -55,6 +55,8 @@ export interface RenderedParams {
   bitDepth?: 16;
   /** iccprofile (PS3.18 8.3.5.1.2) other than `no` */
   icc?: 'yes' | 'srgb' | 'adobergb' | 'rommrgb' | 'displayp3';
+  /** query parameters this server does not support, ignored (PS3.18 8.3) */
+  ignored: string[];
 }
 
 const num = (s: string, what: string) => {
@@ -71,7 +73,8 @@ const single = (v: unknown, name: string): string | undefined => {
 export function parseRenderedParams(query: Record<string, unknown>, maxViewport: number, defaults: Partial<RenderOptions> = {}): RenderedParams {
   const known = new Set(['accept', 'window', 'viewport', 'quality', 'annotation', 'iccprofile', 'overlays', 'overlaycolor', 'charset', 'invert', 'bitdepth',
     'expires', 'signature']); // the last two: a signed link's (server/signed-links.ts), checked before routing
-  for (const k of Object.keys(query)) if (!known.has(k)) throw badRequest(`unknown query parameter "${k}"`);
+  // PS3.18 8.3: parameters a server does not support are ignored; named in a Warning header by the caller.
+  const ignored = Object.keys(query).filter((k) => !known.has(k));
   const options: RenderOptions = { ...defaults };
 
   const w = single(query.window, 'window');
@@ -152,10 +155,17 @@ export function parseRenderedParams(query: Record<string, unknown>, maxViewport:
     if (bd !== '8' && bd !== '16') throw badRequest('bitdepth must be 8 or 16');
     if (bd === '16') bitDepth = 16;
   }
-  const params: RenderedParams = { options, quality, annotation };
+  const params: RenderedParams = { options, quality, annotation, ignored };
   if (bitDepth) params.bitDepth = bitDepth;
   if (icc) params.icc = icc;
   return params;
+}
+
+/** parseRenderedParams, naming the ignored parameters in a Warning header (RFC 7234 5.5, code 299). */
+function paramsOf(req: Request, res: Response, maxViewport: number, defaults: Partial<RenderOptions> = {}): RenderedParams {
+  const p = parseRenderedParams(req.query as Record<string, unknown>, maxViewport, defaults);
+  if (p.ignored.length) res.set('Warning', `299 ${req.hostname || 'dicom-web'}: unsupported query parameters ignored: ${p.ignored.map((k) => k.slice(0, 40).replace(/[^\x20-\x7e]/g, '?')).join(', ')}`);
+  return p;
 }
 
 /**
@@ -555,7 +565,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     const info = inst(req);
     requireRenderable(info, maxPixels);
     const frames = parseFrameList(String(req.params.frames), info.frameCount);
-    const params = parseRenderedParams(req.query, maxViewport);
+    const params = paramsOf(req, res, maxViewport);
     if (frames.length === 1) return sendOne(req, res, info, frames[0], params);
     return sendMany(req, res, frames.map((frame) => ({ info, frame })), params);
   }));
@@ -566,7 +576,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
     const info = inst(req);
     if (info.sopClassUID === GSPS_SOP_CLASS) return sendPresentation(req, res, info);
     requireRenderable(info, maxPixels);
-    const params = parseRenderedParams(req.query, maxViewport);
+    const params = paramsOf(req, res, maxViewport);
     const multipart = requestAccept(req).some((a) => a.type === 'multipart/related');
     if (info.frameCount > 1 && multipart) return sendMany(req, res, Array.from({ length: info.frameCount }, (_, i) => ({ info, frame: i + 1 })), params);
     // PS3.18 Table 8.7.4-1: a multi-frame instance as image/gif is an animation of its frames
@@ -578,7 +588,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   // first one alone, or all of them as multipart/related when the client accepts multipart. Query parameters
   // apply after the presentation state (PS3.18 8.3.5); a window parameter replaces its VOI.
   const sendPresentation = async (req: Request, res: Response, info: InstanceInfo, thumbnail = false) => {
-    const params = parseRenderedParams(req.query, maxViewport, thumbnail ? { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } } : {});
+    const params = paramsOf(req, res, maxViewport, thumbnail ? { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } } : {});
     const ps = await loadPresentationState(ctx, info);
     const targets = referencedFrames(ps, (sop) => referencedImage(ctx, ps, sop).frameCount);
     if (targets.length === 0) throw new HttpError(422, 'the presentation state references no frame of its images');
@@ -606,11 +616,11 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   // Series and study rendered: the first frame of each renderable instance, as multipart/related.
   r.get('/studies/:study/series/:series/rendered', wrap(async (req, res) => {
     const list = renderable(instancesOf(ctx, String(req.params.study), String(req.params.series)));
-    await sendMany(req, res, list.map((info) => ({ info, frame: 1 })), parseRenderedParams(req.query, maxViewport));
+    await sendMany(req, res, list.map((info) => ({ info, frame: 1 })), paramsOf(req, res, maxViewport));
   }));
   r.get('/studies/:study/rendered', wrap(async (req, res) => {
     const list = renderable(instancesOf(ctx, String(req.params.study)));
-    await sendMany(req, res, list.map((info) => ({ info, frame: 1 })), parseRenderedParams(req.query, maxViewport));
+    await sendMany(req, res, list.map((info) => ({ info, frame: 1 })), paramsOf(req, res, maxViewport));
   }));
 
   // Thumbnails (PS3.18 10.4.1.1.5 / 9.5): a representative image fitted in 128x128 unless a viewport is given.
@@ -618,7 +628,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   const thumb = async (req: Request, res: Response, list: InstanceInfo[]) => {
     const ok = renderable(list);
     const info = ok[Math.floor((ok.length - 1) / 2)];
-    const params = parseRenderedParams(req.query, maxViewport, { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } });
+    const params = paramsOf(req, res, maxViewport, { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } });
     await sendOne(req, res, info, Math.floor((info.frameCount - 1) / 2) + 1, params);
   };
   r.get('/studies/:study/thumbnail', wrap(async (req, res) => thumb(req, res, instancesOf(ctx, String(req.params.study)))));
@@ -633,7 +643,7 @@ export function renderedRouter(ctx: ServerContext, service: RenderService): expr
   r.get('/studies/:study/series/:series/instances/:sop/frames/:frames/thumbnail', wrap(async (req, res) => {
     const info = inst(req);
     const frames = parseFrameList(String(req.params.frames), info.frameCount);
-    const params = parseRenderedParams(req.query, maxViewport, { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } });
+    const params = paramsOf(req, res, maxViewport, { viewport: { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE } });
     await sendOne(req, res, info, frames[0], params);
   }));
   return r;

@@ -28,7 +28,7 @@ const NATIVE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.100
  * Little Endian. A named syntax: as stored, or transcoded where instanceTarget finds a path; Implicit VR Little
  * Endian and Big Endian are never sent.
  */
-function negotiateInstances(ctx: ServerContext, accept: AcceptEntry[], list: InstanceInfo[]): string[] {
+function negotiateInstances(ctx: ServerContext, accept: AcceptEntry[], list: InstanceInfo[]): { syntaxes: string[]; entry: AcceptEntry } {
   let reason: string | undefined;
   for (const a of accept) {
     const partType = a.params.type ?? (a.type === 'multipart/related' ? 'application/dicom' : undefined);
@@ -50,7 +50,7 @@ function negotiateInstances(ctx: ServerContext, accept: AcceptEntry[], list: Ins
       if ('reason' in r) { reason = `instance ${info.sopInstanceUID}: ${r.reason}`; break; }
       out.push(r.syntax);
     }
-    if (out.length === list.length) return out;
+    if (out.length === list.length) return { syntaxes: out, entry: a };
   }
   throw notAcceptable(reason ?? 'instances are available as multipart/related; type="application/dicom"');
 }
@@ -69,8 +69,10 @@ function drained(res: Response): Promise<void> {
  * response before its closing boundary (the connection is reset), so a client never takes damaged bytes for whole.
  */
 async function sendInstances(ctx: ServerContext, req: Request, res: Response, list: InstanceInfo[]): Promise<void> {
-  const syntaxes = negotiateInstances(ctx, requestAccept(req), list);
+  const { syntaxes, entry } = negotiateInstances(ctx, requestAccept(req), list);
   for (const info of list) await checkBlob(ctx, info);
+  // A single-part Accept on one instance (PS3.18 8.7.3.5.2): the Part 10 file as the whole body.
+  const single = entry.type === 'application/dicom' && list.length === 1;
   const b = boundary();
   for (let i = 0; i < list.length; i++) {
     const info = list[i];
@@ -78,10 +80,17 @@ async function sendInstances(ctx: ServerContext, req: Request, res: Response, li
     const chunks = instanceIn(ctx, info, syntax);
     // The first chunk before the part starts: a first frame that cannot be decoded is still a clean 4xx.
     let next = await chunks.next();
-    if (!res.headersSent) res.status(200).set('Content-Type', `multipart/related; type="application/dicom"; boundary=${b}`);
     const asStored = syntax === info.transferSyntaxUID;
-    const length = asStored ? `Content-Length: ${info.size}\r\n` : '';
-    res.write(`--${b}\r\nContent-Type: application/dicom; transfer-syntax=${syntax}\r\n${length}\r\n`);
+    if (single) {
+      res.status(200).set('Content-Type', `application/dicom; transfer-syntax=${syntax}`);
+      if (asStored) res.set('Content-Length', String(info.size));
+    } else {
+      if (!res.headersSent) res.status(200).set('Content-Type', `multipart/related; type="application/dicom"; boundary=${b}`);
+      const length = asStored ? `Content-Length: ${info.size}\r\n` : '';
+      res.write(`--${b}\r\nContent-Type: application/dicom; transfer-syntax=${syntax}\r\n${length}\r\n`);
+    }
+    // Single part: the last chunk is held back until the hash is checked, so a damaged blob never arrives whole.
+    let held: Buffer | undefined;
     // Stored bytes sent as they are: hashed on the way, checked against the recorded SHA-256 before the part ends.
     const hash = asStored ? crypto.createHash('sha256') : undefined;
     let sent = 0;
@@ -89,7 +98,9 @@ async function sendInstances(ctx: ServerContext, req: Request, res: Response, li
       if (res.destroyed) { await chunks.return(undefined); return; }
       hash?.update(next.value);
       sent += next.value.length;
-      if (!res.write(next.value)) await drained(res);
+      const out = single ? held : next.value;
+      if (single) held = next.value;
+      if (out && !res.write(out)) await drained(res);
       next = await chunks.next();
     }
     if (hash) {
@@ -98,6 +109,7 @@ async function sendInstances(ctx: ServerContext, req: Request, res: Response, li
         throw damagedBlob(info, 'blob-corrupt', sent !== info.size ? `${sent} bytes streamed, ${info.size} recorded` : `SHA-256 ${digest.slice(0, 16)}…, recorded ${info.sha256.slice(0, 16)}…`);
       }
     }
+    if (single) { res.end(held); return; }
     res.write('\r\n');
   }
   res.end(`--${b}--\r\n`);

@@ -21,6 +21,11 @@ export type QidoLevel = 'study' | 'series' | 'instance';
 export class QidoQueryError extends Error {
   constructor(readonly reason: string) { super(reason); this.name = 'QidoQueryError'; }
 }
+/**
+ * A query key or includefield this server does not support (unknown name, private or unlisted tag, sequence
+ * path or sequence/binary matching). PS3.18 8.3: unsupported parameters are ignored; the Warning header names them.
+ */
+export class UnsupportedQueryKey extends QidoQueryError {}
 
 /** How one key is matched (PS3.4 C.2.2.2.1 to C.2.2.2.5). */
 export type Matcher =
@@ -74,19 +79,19 @@ interface Attribute { tag: string; keyword: string; vr: string }
 
 /** A keyword of PS3.6 Table 6-1 or 8 hex digits (PS3.18 8.3.4.1 `attribute`); dotted sequence paths are refused. */
 function resolveAttribute(id: string): Attribute {
-  if (id.includes('.')) throw new QidoQueryError(`sequence attribute paths are not supported: "${clip(id)}"`);
+  if (id.includes('.')) throw new UnsupportedQueryKey(`sequence attribute paths are not supported: "${clip(id)}"`);
   let entry;
   if (/^[0-9A-Fa-f]{8}$/.test(id)) {
     const tag = id.toUpperCase();
     entry = lookupTag(tag);
-    if (!entry) throw new QidoQueryError(`unknown attribute tag ${tag}`);
+    if (!entry) throw new UnsupportedQueryKey(`unknown attribute tag ${tag}`);
     entry = { ...entry, tag };
   } else {
     entry = lookupKeyword(id);
-    if (!entry) throw new QidoQueryError(`unknown attribute keyword or parameter "${clip(id)}"`);
+    if (!entry) throw new UnsupportedQueryKey(`unknown attribute keyword or parameter "${clip(id)}"`);
   }
   if (entry.tag.startsWith('0002') || entry.tag.endsWith('0000') || entry.tag.startsWith('FFFE')) {
-    throw new QidoQueryError(`${entry.keyword} is not a dataset attribute`);
+    throw new UnsupportedQueryKey(`${entry.keyword} is not a dataset attribute`);
   }
   const vr = /^[A-Z]{2}$/.test(entry.vr) ? entry.vr : 'UN'; // "xs", "ox", "US or SS": binary or ambiguous
   return { tag: entry.tag, keyword: entry.keyword, vr };
@@ -138,7 +143,12 @@ export function parseQidoQuery(level: QidoLevel, rawQuery: Record<string, unknow
           const id = item.trim();
           if (!id) throw new QidoQueryError('includefield has an empty attribute');
           if (id === 'all') all = true;
-          else include.add(resolveAttribute(id).tag);
+          else {
+            try { include.add(resolveAttribute(id).tag); } catch (e) {
+              if (!(e instanceof UnsupportedQueryKey)) throw e;
+              q.ignored.push(`includefield ${clip(id)} is not supported and was ignored (${e.reason}).`);
+            }
+          }
         }
         break;
       case 'fuzzymatching': q.fuzzymatching = bool(name, raw); break;
@@ -151,9 +161,20 @@ export function parseQidoQuery(level: QidoLevel, rawQuery: Record<string, unknow
         break;
       default: {
         if (PARAMETERS.has(name)) break;
-        const attr = resolveAttribute(name);
+        let attr: Attribute;
+        try { attr = resolveAttribute(name); } catch (e) {
+          if (!(e instanceof UnsupportedQueryKey)) throw e;
+          strings(name, raw); // a malformed value (not a string) stays 400
+          q.ignored.push(`The ${clip(name)} query parameter is not supported and was ignored (${e.reason}).`);
+          break;
+        }
         if (keys.has(attr.tag)) throw new QidoQueryError(`${attr.keyword} given more than once`);
-        const key = matchKey(attr, strings(name, raw));
+        let key: MatchKey | null;
+        try { key = matchKey(attr, strings(name, raw)); } catch (e) {
+          if (!(e instanceof UnsupportedQueryKey)) throw e;
+          q.ignored.push(`The ${attr.keyword} query key is not supported for matching and was ignored (${e.reason}).`);
+          break;
+        }
         if (key) keys.set(attr.tag, key);
         else q.ignored.push(`The ${name} query key is not supported.`);
       }
@@ -198,8 +219,8 @@ function matchKey(attr: Attribute, rawValues: string[]): MatchKey | null {
   if (values.length > 1) throw new QidoQueryError(`${keyword} given more than once (only UID and CS keys take several values)`);
   const v = values[0];
   if (v === '') return key({ kind: 'universal' });
-  if (vr === 'SQ') throw new QidoQueryError(`sequence matching is not supported (${keyword}); an empty value returns it`);
-  if (BINARY_VRS.has(vr)) throw new QidoQueryError(`${keyword} has a binary VR and cannot be matched`);
+  if (vr === 'SQ') throw new UnsupportedQueryKey(`sequence matching is not supported (${keyword}); an empty value returns it`);
+  if (BINARY_VRS.has(vr)) throw new UnsupportedQueryKey(`${keyword} has a binary VR and cannot be matched`);
   if (v.includes('\\')) throw new QidoQueryError(`${keyword}: multiple values are only accepted for UID and CS keys`);
   if (vr === 'DA' || vr === 'TM' || vr === 'DT') return key(dateMatcher(keyword, vr, v));
   if (NUMERIC_VRS.has(vr)) {

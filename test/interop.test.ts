@@ -174,3 +174,32 @@ describe('URIs a client on a non-default port can use without --public-url', () 
     }
   });
 });
+
+describe('Accept and parameters (PS3.18 8.3, 8.7)', () => {
+  let instancePath: string;
+  beforeAll(async () => {
+    const boundary = 'b-accept-params';
+    const res = await raw('POST', '/dicom-web/studies', { Host: `127.0.0.1:${port}`, 'Content-Type': `multipart/related; type="application/dicom"; boundary=${boundary}` }, stowBody(boundary, [CT]));
+    expect(res.status).toBe(200);
+    instancePath = new URL(JSON.parse(res.body.toString())['00081199'].Value[0]['00081190'].Value[0]).pathname;
+  });
+
+  test('Accept: application/dicom (single part) on an instance: the Part 10 file as the whole body', async () => {
+    const res = await raw('GET', instancePath, { Host: `127.0.0.1:${port}`, Accept: 'application/dicom' });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('application/dicom; transfer-syntax=1.2.840.10008.1.2.1');
+    expect(res.body.equals(CT)).toBe(true);
+    const multi = await raw('GET', instancePath, { Host: `127.0.0.1:${port}`, Accept: 'multipart/related; type="application/dicom"' });
+    expect(multi.headers['content-type']).toMatch(/^multipart\/related/);
+  });
+
+  test('unknown QIDO parameters are ignored with a Warning; invalid values of supported ones stay 400', async () => {
+    const ok = await raw('GET', '/dicom-web/studies?NoSuchKey=1&PatientID=*', { Host: `127.0.0.1:${port}`, Accept: 'application/dicom+json' });
+    expect(ok.status).toBe(200);
+    expect(String(ok.headers.warning)).toMatch(/NoSuchKey/);
+    for (const q of ['limit=-1', 'StudyDate=2020-13-45', 'fuzzymatching=maybe', 'StudyInstanceUID=1.2.x']) {
+      const bad = await raw('GET', `/dicom-web/studies?${q}`, { Host: `127.0.0.1:${port}`, Accept: 'application/dicom+json' });
+      expect([q, bad.status]).toEqual([q, 400]);
+    }
+  });
+});

@@ -112,10 +112,19 @@ test('strong ETag, long-lived Cache-Control, 304 on If-None-Match; parameters ch
   expect(repeat.body.equals(a.body)).toBe(true);
 });
 
+test('parameters this server does not support are ignored (PS3.18 8.3), named in a Warning header', async () => {
+  const ct = urls.get('CT_small')!;
+  const plain = await request(stored.srv.app).get(`${ct}/frames/1/rendered?accept=image/png`).buffer(true).parse(binaryParser);
+  const r = await request(stored.srv.app).get(`${ct}/frames/1/rendered?accept=image/png&bogus=1&annotations=x`).buffer(true).parse(binaryParser);
+  expect(r.status).toBe(200);
+  expect(r.headers.warning).toMatch(/^299 .*bogus, annotations/);
+  expect(r.body.equals(plain.body)).toBe(true);
+});
+
 test('bad parameters are 400 with a reason; non-images 406; missing frames 404', async () => {
   const ct = urls.get('CT_small')!;
   for (const q of ['window=40', 'window=a,b', 'window=40,0', 'window=40,400,cubic', 'viewport=0,10', 'viewport=10', 'viewport=99999,10',
-    'viewport=10,10,1,2', 'quality=0', 'quality=101', 'quality=x', 'annotation=everything', 'bogus=1', 'overlays=maybe', 'overlaycolor=red']) {
+    'viewport=10,10,1,2', 'quality=0', 'quality=101', 'quality=x', 'annotation=everything', 'overlays=maybe', 'overlaycolor=red']) {
     const r = await request(stored.srv.app).get(`${ct}/frames/1/rendered?${q}`);
     expect([q, r.status]).toEqual([q, 400]);
     expect(typeof r.body.error).toBe('string');
