@@ -27,7 +27,7 @@ import { log } from './log';
 import { registry, httpRequests, httpDuration, resourceOf, setProbe } from './metrics';
 import { startDimse, DimseListener } from './dimse';
 import { deleteRouter, finishTrash } from './delete';
-import { resourcesRouter } from './resources';
+import { methodGuard, rootAndOptionsRouter } from './resources';
 
 export interface App {
   app: express.Express;
@@ -107,10 +107,10 @@ export async function createApp(config: Config): Promise<App> {
   app.locals.limits = config.limits; // for listen(): Node's own whole-request timer must not cut uploads first
   app.use(cors(config));
   const root = express.Router();
-  // 405 with a true Allow, OPTIONS (capabilities, PS3.18 Annex H) and the root page: before authentication,
-  // since they reveal nothing stored.
-  root.use(resourcesRouter(ctx));
+  // The root page and OPTIONS (capabilities, PS3.18 Annex H) before authentication: they reveal nothing stored.
+  root.use(rootAndOptionsRouter(ctx));
   root.use(authMiddleware(config.auth)); // after CORS, so preflights are answered without credentials
+  root.use(methodGuard()); // 405 with a true Allow
   root.use(signedLinksRouter(ctx));
   root.use(stowRouter(ctx));
   root.use(qidoRouter(ctx));

@@ -139,7 +139,11 @@ Health: <code>/health</code>.</p>
   return { html, json: { name: 'dicomweb-render-server', dicomWeb: base, services, capabilities: `OPTIONS ${base}` } };
 }
 
-export function resourcesRouter(ctx: ServerContext): express.Router {
+/**
+ * The root (GET page, OPTIONS capabilities, 405 otherwise) and OPTIONS on every resource: mounted before
+ * authentication, since they reveal nothing stored (authentication lets OPTIONS through anyway).
+ */
+export function rootAndOptionsRouter(ctx: ServerContext): express.Router {
   const r = express.Router();
   r.use((req: Request, res: Response, next: NextFunction) => {
     const isRoot = req.path === '/' || req.path === '';
@@ -160,13 +164,24 @@ export function resourcesRouter(ctx: ServerContext): express.Router {
       res.status(405).type('application/json').send(JSON.stringify({ error: `${req.method} is not offered on the DICOMweb root; allowed: GET, HEAD, OPTIONS` }));
       return;
     }
+    if (req.method !== 'OPTIONS') { next(); return; }
+    const def = resourceOf(req.path);
+    if (!def) { next(); return; }
+    res.status(200).set('Allow', allowOf(def)).set('Content-Type', WADL_TYPE).send(Buffer.from(wadl(baseUrl(req, ctx), [def])));
+  });
+  return r;
+}
+
+/**
+ * 405 with a true Allow for a method a known resource does not offer. Mounted after authentication, so a
+ * request without the right credentials is refused as such first (a signature is no credential for a POST).
+ */
+export function methodGuard(): express.Router {
+  const r = express.Router();
+  r.use((req: Request, res: Response, next: NextFunction) => {
     const def = resourceOf(req.path);
     if (!def) { next(); return; }
     const allow = allowOf(def);
-    if (req.method === 'OPTIONS') {
-      res.status(200).set('Allow', allow).set('Content-Type', WADL_TYPE).send(Buffer.from(wadl(baseUrl(req, ctx), [def])));
-      return;
-    }
     if (!allow.split(', ').includes(req.method)) {
       res.status(405).set('Allow', allow).type('application/json').send(JSON.stringify({ error: `${req.method} is not offered on this resource; allowed: ${allow}` }));
       return;

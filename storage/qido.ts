@@ -680,7 +680,9 @@ function toDataset(r: Row, q: QidoQuery, scope: Scope, base: string): JsonDatase
   const studyUrl = `${base}/studies/${r.study_uid}`;
   const computed: Record<string, JsonAttribute | undefined> = {
     '00080056': { vr: 'CS', Value: ['ONLINE'] },
-    '00080061': r.modalities ? { vr: 'CS', Value: r.modalities.split('\\') } : { vr: 'CS' },
+    // No series with a Modality: left out unless asked for by name (see `add`). A zero-length ModalitiesInStudy
+    // is valid DICOM JSON, but OHIF 3.13's study list fails on it (conformance/CONFORMANCE.md, QIDO-RS).
+    '00080061': r.modalities ? { vr: 'CS', Value: r.modalities.split('\\') } : undefined,
     '00080062': r.sop_classes ? { vr: 'UI', Value: r.sop_classes.split('\\') } : { vr: 'UI' },
     '00201206': { vr: 'IS', Value: [r.study_num_series] },
     '00201208': { vr: 'IS', Value: [r.study_num_instances] },
@@ -714,8 +716,13 @@ function toDataset(r: Row, q: QidoQuery, scope: Scope, base: string): JsonDatase
 
   const out: JsonDataset = {};
   if (q.includefield === 'all') for (const ds of [...everything].reverse()) Object.assign(out, ds);
-  const add = (tag: string, always: boolean) => {
-    if (tag in computed) { out[tag] = computed[tag]!; return; }
+  const add = (tag: string, always: boolean, named = false) => {
+    if (tag in computed) {
+      const c = computed[tag];
+      if (c) out[tag] = c;
+      else if (named) out[tag] = emptyAttribute(tag);
+      return;
+    }
     for (const ds of sources) if (ds[tag]) { out[tag] = ds[tag]; return; }
     if (always && !out[tag]) out[tag] = emptyAttribute(tag);
   };
@@ -723,7 +730,7 @@ function toDataset(r: Row, q: QidoQuery, scope: Scope, base: string): JsonDatase
   // Matching keys and includefield attributes (PS3.18 10.6.3.3): zero-length when the entity has no value, as in
   // a C-FIND response; attributes of lower levels have no single value here and are left out.
   const extra = [...q.match.map((k) => k.tag), ...(q.includefield === 'all' ? [] : q.includefield)];
-  for (const tag of extra) add(tag, DEPTH[homeOf(tag, level)] <= DEPTH[level] || tag in computed);
+  for (const tag of extra) add(tag, DEPTH[homeOf(tag, level)] <= DEPTH[level] || tag in computed, true);
   const sorted: JsonDataset = {};
   for (const tag of Object.keys(out).sort()) sorted[tag] = out[tag];
   return sorted;

@@ -203,3 +203,45 @@ describe('Accept and parameters (PS3.18 8.3, 8.7)', () => {
     }
   });
 });
+
+describe('a study whose instances lack Modality (OHIF 3.13 study list)', () => {
+  /** OHIF 3.13.2 @ohif/core DICOMWeb/getModalities, as its app bundle has it: what the study list runs per study. */
+  function ohifGetModalities(Modality: any, ModalitiesInStudy: any): any {
+    if (!Modality && !ModalitiesInStudy) return {};
+    const modalities = Modality || { vr: 'CS', Value: [] };
+    modalities.Value = modalities.Value || [];
+    if (ModalitiesInStudy) {
+      if (modalities.vr && modalities.vr === ModalitiesInStudy.vr) {
+        for (let i = 0; i < ModalitiesInStudy.Value.length; i++) {
+          const value = ModalitiesInStudy.Value[i];
+          if (modalities.Value.indexOf(value) === -1) modalities.Value.push(value);
+        }
+      } else {
+        return ModalitiesInStudy;
+      }
+    }
+    return modalities;
+  }
+  const NOMOD = fs.readFileSync(`${__dirname}/../../test/fixtures/derived/CT_small_no_modality.dcm`);
+
+  test('the study list query OHIF sends: every study passes its getModalities; ModalitiesInStudy is left out only when empty', async () => {
+    const boundary = 'b-no-modality';
+    const stored = await raw('POST', '/dicom-web/studies', { Host: `127.0.0.1:${port}`, 'Content-Type': `multipart/related; type="application/dicom"; boundary=${boundary}` }, stowBody(boundary, [NOMOD]));
+    expect(stored.status).toBe(200);
+    const q = '/dicom-web/studies?limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060%2C00080090%2C00100030';
+    const res = await raw('GET', q, { Host: `127.0.0.1:${port}`, Accept: 'application/dicom+json' });
+    expect(res.status).toBe(200);
+    const studies = JSON.parse(res.body.toString());
+    const nomod = studies.find((s: any) => s['0020000D'].Value[0] === '2.25.1500');
+    expect(nomod).toBeDefined();
+    expect(nomod['00080061']).toBeUndefined();
+    for (const s of studies) expect(() => ohifGetModalities(s['00080060'], s['00080061'])).not.toThrow();
+    const other = studies.find((s: any) => s['0020000D'].Value[0] !== '2.25.1500');
+    expect(other['00080061'].Value.length).toBeGreaterThan(0);
+    // The zero-length form that OHIF fails on, as Orthanc sends it, really throws there (this is what was fixed).
+    expect(() => ohifGetModalities(undefined, { vr: 'CS' })).toThrow(/length/);
+    // Asked for by name, it is returned zero-length, as PS3.18 F.2.5 encodes an empty attribute.
+    const named = await raw('GET', '/dicom-web/studies?StudyInstanceUID=2.25.1500&includefield=ModalitiesInStudy', { Host: `127.0.0.1:${port}`, Accept: 'application/dicom+json' });
+    expect(JSON.parse(named.body.toString())[0]['00080061']).toEqual({ vr: 'CS' });
+  });
+});
