@@ -10,6 +10,7 @@ import { renderFrame, renderFrame16, encodeImage, encodePng16, RenderError, anno
 import { tableCache } from '../render/render';
 import { applyIccProfile, embedJpeg, embedPng, IccError, type IccSpace } from '../render/icc';
 import { collectGarbage, GarbageBudget } from './gc';
+import { frameOut, type FrameOut } from './transcode-frame';
 import type { DecodedFrame, ImageDescription, RenderOptions, RenderedMediaType } from '../render';
 
 export interface RenderTask {
@@ -34,10 +35,12 @@ export interface RenderTask {
   annotation?: { kinds: string[]; metadata: string };
   /** decode only (WADO-RS frames as native bytes): the result's body is the samples, little endian */
   decodeOnly?: boolean;
+  /** transcoding (WADO-RS in another transfer syntax): the frame decoded and, unless Explicit VR LE, encoded */
+  transcodeTo?: string;
 }
 
 /** `decoded`: a compressed frame's samples, in shared memory, for the caller to keep for the next window. */
-export type RenderResult = { ok: true; body: Uint8Array; decoded?: DecodedFrame } | { ok: false; status: number; reason: string };
+export type RenderResult = { ok: true; body: Uint8Array; decoded?: DecodedFrame; frame?: Omit<FrameOut, 'bytes'> } | { ok: false; status: number; reason: string };
 
 /** True when `b` is the whole of its ArrayBuffer, so transferring that buffer moves `b` and nothing else. */
 export const ownsBuffer = (b: Uint8Array) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
@@ -48,6 +51,11 @@ export async function renderTask(t: RenderTask): Promise<RenderResult> {
   // Only the codecs this frame and this output need: each wasm heap is memory the thread keeps.
   await Promise.all([t.decoded ? undefined : initCodecsFor(t.transferSyntaxUID), t.mediaType === 'image/jpeg' ? initCodecs(['dcmjs-codecs']) : undefined]);
   try {
+    if (t.transcodeTo) {
+      if (!t.data) return { ok: false, status: 500, reason: 'transcoding failed' };
+      const { bytes, ...frame } = await frameOut(t.transferSyntaxUID, t.transcodeTo, { data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength), bitOffset: t.bitOffset }, t.desc.frame);
+      return { ok: true, body: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), frame };
+    }
     if (t.decodeOnly) {
       if (!t.data) return { ok: false, status: 500, reason: 'decoding failed' };
       await initCodecsFor(t.transferSyntaxUID);
@@ -136,7 +144,7 @@ export function sharedCopy<T extends DecodedFrame['pixels']>(a: T): T {
  */
 export default async function renderInWorker(t: RenderTask): Promise<RenderResult | ReturnType<typeof move>> {
   const r = await renderTask(t);
-  return r.ok && !r.decoded && ownsBuffer(r.body) ? move(r.body) : r;
+  return r.ok && !r.decoded && !r.frame && ownsBuffer(r.body) ? move(r.body) : r;
 }
 
 /**

@@ -23,7 +23,9 @@ import { GarbageBudget } from './gc';
 import { GSPS_SOP_CLASS, loadPresentationState, referencedImage } from './presentation';
 import { presentationFor, referencedFrames } from '../render/presentation-state';
 import { animateGifs } from '../render/gif';
-import type { DecodedFrame, RenderOptions, RenderedMediaType } from '../render';
+import type { DecodedFrame, RenderOptions, RenderedMediaType, ImageDescription } from '../render';
+import type { FrameInfo } from '../render/types';
+import type { FrameOut } from './transcode-frame';
 
 /**
  * Whether an instance's frames can be rendered, else the refusal: 406 for an instance without image pixel data (no
@@ -302,10 +304,26 @@ export class RenderService {
    * `signal`: the client has gone; a queued task is dropped, a running one ends with its worker.
    */
   async decodeToBytes(info: InstanceInfo, data: Buffer, bitOffset: number | undefined, signal?: AbortSignal): Promise<Buffer> {
+    const r = await this.runCoding(info.transferSyntaxUID, info.render, data, bitOffset, { decodeOnly: true }, signal);
+    return Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
+  }
+
+  /**
+   * One frame transcoded (server/transcode-frame.ts) in a render worker: decoding and encoding JPEG 2000 or HTJ2K
+   * takes tens to hundreds of milliseconds a frame, which must not hold the event loop.
+   */
+  async transcodeFrame(stored: string, target: string, frame: { data: Buffer; bitOffset?: number }, f: FrameInfo, signal?: AbortSignal): Promise<FrameOut> {
+    const desc = { frame: f } as ImageDescription; // the worker's transcoding reads only the frame's description
+    const r = await this.runCoding(stored, desc, frame.data, frame.bitOffset, { transcodeTo: target }, signal);
+    return { bytes: Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength), ...r.frame! };
+  }
+
+  private async runCoding(syntax: string, desc: ImageDescription, data: Buffer, bitOffset: number | undefined,
+    kind: { decodeOnly: true } | { transcodeTo: string }, signal?: AbortSignal): Promise<{ body: Uint8Array; frame?: Omit<FrameOut, 'bytes'> }> {
     if (signal?.aborted) throw new ClientGone();
     const task: RenderTask = {
-      transferSyntaxUID: info.transferSyntaxUID, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), bitOffset,
-      desc: info.render, frameNumber: 1, options: {}, mediaType: 'image/png', decodeOnly: true,
+      transferSyntaxUID: syntax, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), bitOffset,
+      desc, frameNumber: 1, options: {}, mediaType: 'image/png', ...kind,
     };
     let result: RenderResult | Uint8Array;
     if (!this.pool) result = await renderTask(task);
@@ -318,9 +336,9 @@ export class RenderService {
         throw e;
       } finally { this.inFlight--; }
     }
-    const bytes = ArrayBuffer.isView(result) ? result : result.ok ? result.body : undefined;
-    if (!bytes) { const r = result as { status: number; reason: string }; throw new HttpError(r.status, r.reason); }
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (ArrayBuffer.isView(result)) return { body: result };
+    if (!result.ok) throw new HttpError(result.status, result.reason);
+    return result;
   }
 
   private async renderUncached(info: InstanceInfo, frameNumber: number, params: RenderedParams, mediaType: RenderedMediaType, key: string, signal?: AbortSignal): Promise<Buffer> {

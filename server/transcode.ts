@@ -27,12 +27,12 @@ import {
   elementHeader, fileMeta, stringElement, usElement, writeExplicitLittle,
 } from '../dicom/write';
 import {
-  cannotEncode, decodeFrame, encodeFrame, initCodecsFor, initEncoders, isEncapsulated, isEncodable, isLossyTarget,
-  isSupportedTransferSyntax, CodecError, EncodeInfo,
+  cannotEncode, isEncapsulated, isEncodable, isLossyTarget, isSupportedTransferSyntax, CodecError,
 } from '../render/codecs';
-import type { DecodedFrame, FrameInfo } from '../render/types';
+import type { FrameInfo } from '../render/types';
+import { encodeInfo, frameOut, FrameCoder, EXPLICIT_LE } from './transcode-frame';
 
-export const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+export { EXPLICIT_LE };
 export const IMPLICIT_LE = '1.2.840.10008.1.2';
 export const EXPLICIT_BE = '1.2.840.10008.1.2.2';
 const DEFLATED = '1.2.840.10008.1.2.1.99';
@@ -63,11 +63,6 @@ export function storedIsLossy(info: InstanceInfo): boolean {
 
 function pixelRef(info: InstanceInfo) {
   return info.bulk.refs.find((r) => r.path === '7FE00010' || r.path === '7FE00008' || r.path === '7FE00009');
-}
-
-function encodeInfo(f: FrameInfo): EncodeInfo {
-  return { bitsAllocated: f.bitsAllocated, bitsStored: f.bitsStored, samplesPerPixel: f.samplesPerPixel,
-    signed: f.pixelRepresentation === 1, format: f.pixelFormat ?? 'int' };
 }
 
 /**
@@ -119,36 +114,6 @@ async function openSource(ctx: ServerContext, info: InstanceInfo): Promise<{ src
   return { src, start: info.bulk.datasetOffset, syntax };
 }
 
-/** Decoded stored values as native little-endian bytes of BitsAllocated each (PS3.5 8.1.1; High Bit = Bits Stored - 1). */
-function nativeBytes(d: DecodedFrame, bitsAllocated: number): Buffer {
-  const n = d.pixels.length;
-  if (bitsAllocated === 8) { const o = new Uint8Array(n); for (let i = 0; i < n; i++) o[i] = (d.pixels[i] as number) & 0xff; return Buffer.from(o.buffer); }
-  if (bitsAllocated === 16) { const o = new Uint16Array(n); for (let i = 0; i < n; i++) o[i] = (d.pixels[i] as number) & 0xffff; return Buffer.from(o.buffer); }
-  const o = new Uint32Array(n); for (let i = 0; i < n; i++) o[i] = (d.pixels[i] as number) >>> 0;
-  return Buffer.from(o.buffer);
-}
-
-/** One frame, decoded and (for a compressed target) encoded; runs synchronously between awaits. */
-interface FrameOut { bytes: Buffer; photometricInterpretation: string; bitsStored: number; decodedBytes: number }
-
-function frameOut(stored: string, target: string, frame: { data: Buffer; bitOffset?: number }, f: FrameInfo): FrameOut {
-  const decoded = decodeFrame(stored, { data: frame.data, bitOffset: frame.bitOffset }, f);
-  const decodedBytes = decoded.pixels.length * Math.max(1, f.bitsAllocated / 8);
-  if (target === EXPLICIT_LE) {
-    return { bytes: nativeBytes(decoded, f.bitsAllocated), photometricInterpretation: decoded.photometricInterpretation, bitsStored: decoded.bitsStored, decodedBytes };
-  }
-  const e = encodeFrame(target, decoded, encodeInfo(f));
-  return { bytes: Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength), photometricInterpretation: e.photometricInterpretation, bitsStored: e.bitsStored, decodedBytes };
-}
-
-/** A frame in `target` for the frames resource: the compressed bitstream (or native bytes). */
-export async function transcodeFrame(stored: string, target: string, frame: { data: Buffer; bitOffset?: number }, f: FrameInfo): Promise<Buffer> {
-  await initCodecsFor(stored);
-  if (target !== EXPLICIT_LE) await initEncoders(target);
-  return frameOut(stored, target, frame, f).bytes;
-}
-
-
 function item(data: Buffer): Buffer[] {
   const h = Buffer.alloc(8);
   h.writeUInt16LE(0xfffe, 0); h.writeUInt16LE(0xe000, 2); h.writeUInt32LE(data.length + (data.length % 2), 4);
@@ -165,7 +130,7 @@ function ds(n: number): string {
  * The instance as a Part 10 file in `syntax` (as instanceTarget answered), chunk by chunk. Chunks are written
  * before the next frame is decoded: the caller waits for the socket to drain, so memory stays bounded.
  */
-export async function* instanceIn(ctx: ServerContext, info: InstanceInfo, syntax: string): AsyncGenerator<Buffer> {
+export async function* instanceIn(ctx: ServerContext, info: InstanceInfo, syntax: string, coder: FrameCoder = frameOut): AsyncGenerator<Buffer> {
   const stored = info.transferSyntaxUID;
   if (syntax === stored) {
     for await (const chunk of ctx.blobs.stream(info.blobKey)) yield chunk as Buffer;
@@ -180,11 +145,9 @@ export async function* instanceIn(ctx: ServerContext, info: InstanceInfo, syntax
 
   if (decode) {
     if (!f) throw new CodecError('UNSUPPORTED_PIXEL_FORMAT', 'the stored pixel data cannot be decoded');
-    await initCodecsFor(stored);
-    if (syntax !== EXPLICIT_LE) await initEncoders(syntax);
     const frames = info.frameCount;
     // The first frame before anything is written: its output tells Photometric Interpretation, Bits Stored and the ratio.
-    const first = frameOut(stored, syntax, await storedFrame(src, info, 1), f);
+    const first = await coder(stored, syntax, await storedFrame(src, info, 1), f);
     replace.set('00280004', stringElement('00280004', 'CS', [first.photometricInterpretation]));
     if (f.samplesPerPixel > 1) replace.set('00280006', usElement('00280006', 0));
     if (first.bitsStored !== f.bitsStored || f.highBit !== f.bitsStored - 1) {
@@ -212,7 +175,7 @@ export async function* instanceIn(ctx: ServerContext, info: InstanceInfo, syntax
         yield Buffer.concat([elementHeader('7FE00010', 'OB', UNDEFINED_LENGTH), ...item(Buffer.alloc(0)), ...item(first.bytes)]);
       }
       for (let n = 2; n <= frames; n++) {
-        const out = frameOut(stored, syntax, await storedFrame(src, info, n), f);
+        const out = await coder(stored, syntax, await storedFrame(src, info, n), f);
         if (native && out.bytes.length !== first.bytes.length) throw new CodecError('SIZE_MISMATCH', `frame ${n} decodes to another size`);
         yield native ? out.bytes : Buffer.concat(item(out.bytes));
       }

@@ -12,7 +12,7 @@ import { baseUrl, boundary, MultipartStream, onClientGone, sendDicomJson, sendMu
 import type { RenderService } from './rendered';
 import { BASE_TOKEN } from './ingest';
 import { isEncapsulated, nativeMediaType } from '../render/codecs';
-import { EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, instanceIn, instanceTarget, storedIsLossy, transcodeFrame } from './transcode';
+import { EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, instanceIn, instanceTarget, storedIsLossy } from './transcode';
 
 export { EXPLICIT_LE };
 const NATIVE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2', '1.2.840.10008.1.2.1.99']);
@@ -68,7 +68,7 @@ function drained(res: Response): Promise<void> {
  * with the reason); while streaming, each is hashed, and one whose SHA-256 differs from the recorded one ends the
  * response before its closing boundary (the connection is reset), so a client never takes damaged bytes for whole.
  */
-async function sendInstances(ctx: ServerContext, req: Request, res: Response, list: InstanceInfo[]): Promise<void> {
+async function sendInstances(ctx: ServerContext, renderer: RenderService, req: Request, res: Response, list: InstanceInfo[]): Promise<void> {
   const { syntaxes, entry } = negotiateInstances(ctx, requestAccept(req), list);
   for (const info of list) await checkBlob(ctx, info);
   // A single-part Accept on one instance (PS3.18 8.7.3.5.2): the Part 10 file as the whole body.
@@ -77,7 +77,8 @@ async function sendInstances(ctx: ServerContext, req: Request, res: Response, li
   for (let i = 0; i < list.length; i++) {
     const info = list[i];
     const syntax = syntaxes[i];
-    const chunks = instanceIn(ctx, info, syntax);
+    // frames decoded and encoded in the render workers, one at a time, as the socket drains
+    const chunks = instanceIn(ctx, info, syntax, (stored, target, frame, f) => renderer.transcodeFrame(stored, target, frame, f));
     // The first chunk before the part starts: a first frame that cannot be decoded is still a clean 4xx.
     let next = await chunks.next();
     const asStored = syntax === info.transferSyntaxUID;
@@ -196,7 +197,7 @@ async function frameBody(ctx: ServerContext, renderer: RenderService, info: Inst
   if (!choice.target) return frame.data;
   if (!info.render) throw notAcceptable('this instance cannot be decoded; request transfer-syntax=*');
   const f = info.render.frame;
-  if (choice.target !== EXPLICIT_LE) return transcodeFrame(info.transferSyntaxUID, choice.target, frame, f);
+  if (choice.target !== EXPLICIT_LE) return (await renderer.transcodeFrame(info.transferSyntaxUID, choice.target, frame, f, signal)).bytes;
   if (f.rows * f.columns > ctx.config.limits.maxRenderPixels) {
     throw payloadTooLarge(`frame of ${f.columns}x${f.rows} pixels is over this server's decoding limit of ${ctx.config.limits.maxRenderPixels} pixels (MAX_RENDER_PIXELS); request transfer-syntax=*`);
   }
@@ -214,11 +215,11 @@ function isSinglePartRequest(accept: AcceptEntry[], choice: FrameChoice): boolea
 export function wadoRouter(ctx: ServerContext, renderer: RenderService): express.Router {
   const r = express.Router();
 
-  r.get('/studies/:study', wrap(async (req, res) => sendInstances(ctx, req, res, instancesOf(ctx, String(req.params.study)))));
+  r.get('/studies/:study', wrap(async (req, res) => sendInstances(ctx, renderer, req, res, instancesOf(ctx, String(req.params.study)))));
   r.get('/studies/:study/series/:series', wrap(async (req, res) =>
-    sendInstances(ctx, req, res, instancesOf(ctx, String(req.params.study), String(req.params.series)))));
+    sendInstances(ctx, renderer, req, res, instancesOf(ctx, String(req.params.study), String(req.params.series)))));
   r.get('/studies/:study/series/:series/instances/:sop', wrap(async (req, res) =>
-    sendInstances(ctx, req, res, [getInstance(ctx, String(req.params.study), String(req.params.series), String(req.params.sop))])));
+    sendInstances(ctx, renderer, req, res, [getInstance(ctx, String(req.params.study), String(req.params.series), String(req.params.sop))])));
 
   // Metadata (PS3.18 10.4.1.1.2): DICOM JSON with BulkDataURIs, built at ingest.
   const metadata = (list: InstanceInfo[], req: Request, res: Response) => {

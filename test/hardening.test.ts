@@ -210,6 +210,24 @@ describe('memory per request', () => {
     });
   });
 
+  test('transcoding to JPEG 2000 runs in the render workers: a large frame encoded while the loop keeps answering', async () => {
+    // 2048 x 2048 16-bit noise: several hundred ms to seconds of OpenJPEG per frame, which once ran on the event loop
+    const rows = 2048, columns = 2048;
+    const u = { study: newUid(), series: newUid(), sop: newUid() };
+    const file = geometryFile({ rows, columns, bitsAllocated: 16, samplesPerPixel: 1, pixelBytes: rows * columns * 2 }, u);
+    const px = file.subarray(file.length - rows * columns * 2);
+    for (let i = 0; i < px.length; i += 4) px.writeUInt32LE((Math.imul(i, 2654435761) >>> 0) & 0x0fff0fff, i); // 12 bits of hash noise per sample
+    expect((await stow([file])).status).toBe(200);
+    const url = `/dicom-web/studies/${u.study}/series/${u.series}/instances/${u.sop}`;
+    const r = await bounded('transcoding a 2048x2048 frame to JPEG 2000 lossless (frames and instance)', async () => {
+      const frame = await request(srv.url).get(`${url}/frames/1`).set('Accept', 'multipart/related; type="image/jp2"').buffer(true).parse(binaryParser);
+      expect(frame.status).toBe(200);
+      const inst = await request(srv.url).get(url).set('Accept', 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90').buffer(true).parse(binaryParser);
+      expect(inst.status).toBe(200);
+    });
+    expect(r.health).toBeGreaterThan(0);
+  });
+
   test('renders abandoned by their clients are skipped or stopped', async () => {
     const base = retrieveUrl(await stow([fs.readFileSync(corpusFile('CT_small'))])); // stored already: identical, 200
     const port = (srv.server.address() as any).port;
