@@ -11,6 +11,9 @@ import {
   countMatches, parseQidoQuery, QidoLevel, QidoQuery, QidoQueryError, Scope, searchInstances, searchSeries, searchStudies,
 } from '../storage/qido';
 
+/** Ignored query parameters named one by one in Warning headers; the rest are counted. */
+const MAX_NAMED_WARNINGS = 8;
+
 /**
  * Most results one response carries when the request asks for more, or for no limit (PS3.18 8.3.4.4 lets the
  * origin server cap them; the Warning header then says how many more there are).
@@ -47,7 +50,11 @@ function search(ctx: ServerContext, req: Request, res: Response, level: QidoLeve
   let results = level === 'study' ? searchStudies(db, asked, opts)
     : level === 'series' ? searchSeries(db, asked, scope.studyUID, opts)
       : searchInstances(db, asked, scope.studyUID, scope.seriesUID, opts);
-  const warnings = [...query.ignored];
+  // Each ignored parameter is named, up to a few: a request with hundreds must not get a header larger than
+  // clients parse (Node's limit is 16 KB).
+  const warnings = query.ignored.length > MAX_NAMED_WARNINGS
+    ? [...query.ignored.slice(0, MAX_NAMED_WARNINGS), `${query.ignored.length - MAX_NAMED_WARNINGS} more unsupported parameters ignored`]
+    : [...query.ignored];
   if (cap && results.length > QIDO_MAX_RESULTS) {
     results = results.slice(0, QIDO_MAX_RESULTS);
     const more = countMatches(db, query, scope) - query.offset - QIDO_MAX_RESULTS;

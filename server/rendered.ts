@@ -166,7 +166,11 @@ export function parseRenderedParams(query: Record<string, unknown>, maxViewport:
 /** parseRenderedParams, naming the ignored parameters in a Warning header (RFC 7234 5.5, code 299). */
 function paramsOf(req: Request, res: Response, maxViewport: number, defaults: Partial<RenderOptions> = {}): RenderedParams {
   const p = parseRenderedParams(req.query as Record<string, unknown>, maxViewport, defaults);
-  if (p.ignored.length) res.set('Warning', `299 ${req.hostname || 'dicom-web'}: unsupported query parameters ignored: ${p.ignored.map((k) => k.slice(0, 40).replace(/[^\x20-\x7e]/g, '?')).join(', ')}`);
+  if (p.ignored.length) {
+    const named = p.ignored.slice(0, 8).map((k) => k.slice(0, 40).replace(/[^\x20-\x7e]/g, '?')).join(', ');
+    const more = p.ignored.length > 8 ? ` and ${p.ignored.length - 8} more` : '';
+    res.set('Warning', `299 ${req.hostname || 'dicom-web'}: unsupported query parameters ignored: ${named}${more}`);
+  }
   return p;
 }
 
