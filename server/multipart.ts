@@ -72,9 +72,12 @@ export async function readMultipart(body: Readable, boundary: string, limits: Mu
     p.refused = reason;
     p.fault = fault;
     const out = p.out; p.out = undefined;
-    if (out) out.destroy();
-    if (p.path) removals.push(fsp.rm(p.path, { force: true }).catch(() => undefined));
+    const file = p.path;
     p.path = undefined;
+    // The file is removed once its stream has closed: a stream destroyed before its open completed still
+    // creates the file, and a removal made before that would leave it behind.
+    const closed = out && !out.closed ? new Promise<void>((resolve) => { out.once('close', () => resolve()); out.destroy(); }) : Promise.resolve();
+    if (file) removals.push(closed.then(() => fsp.rm(file, { force: true })).catch(() => undefined));
   };
   /** The staging file of `p` could not be written: a fault of the server, reported on this part. */
   const writeFailed = (p: Open, out: fs.WriteStream, err: unknown) => {
