@@ -14,6 +14,7 @@ import { execFileSync } from 'child_process';
 import { startServer, TestServer } from './helpers/server';
 import { parseDicomFile } from '../dicom/parse';
 import { decodeFrame, initCodecs } from '../render/codecs';
+import { part10Header } from '../server/ingest';
 
 jest.setTimeout(600_000);
 
@@ -37,23 +38,9 @@ function implicitElement(tag: number, value: Buffer): Buffer {
 const str = (s: string, pad = 0x20) => { const b = Buffer.from(s, 'latin1'); return b.length % 2 ? Buffer.concat([b, Buffer.from([pad])]) : b; };
 const us = (n: number) => { const b = Buffer.alloc(2); b.writeUInt16LE(n); return b; };
 
-function explicitMeta(): Buffer {
-  const el = (e: number, vr: string, v: Buffer) => {
-    const long = vr === 'OB';
-    const h = Buffer.alloc(long ? 12 : 8);
-    h.writeUInt16LE(2, 0); h.writeUInt16LE(e, 2); h.write(vr, 4, 'latin1');
-    if (long) h.writeUInt32LE(v.length, 8); else h.writeUInt16LE(v.length, 6);
-    return Buffer.concat([h, v]);
-  };
-  const body = Buffer.concat([el(1, 'OB', Buffer.from([0, 1])), el(2, 'UI', str('1.2.840.10008.5.1.4.1.1.7.3', 0)),
-    el(3, 'UI', str(SOP, 0)), el(0x10, 'UI', str('1.2.840.10008.1.2', 0))]);
-  const gl = Buffer.alloc(4); gl.writeUInt32LE(body.length);
-  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), el(0, 'UL', gl), body]);
-}
-
 function writeInstance(file: string): number {
   const head = Buffer.concat([
-    explicitMeta(),
+    part10Header({ sopClassUID: '1.2.840.10008.5.1.4.1.1.7.3', sopInstanceUID: SOP, transferSyntaxUID: '1.2.840.10008.1.2' }),
     implicitElement(0x00080016, str('1.2.840.10008.5.1.4.1.1.7.3', 0)),
     implicitElement(0x00080018, str(SOP, 0)),
     implicitElement(0x00080060, str('OT')),

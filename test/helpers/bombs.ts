@@ -7,6 +7,7 @@ import * as crypto from 'crypto';
 import * as http from 'http';
 import * as zlib from 'zlib';
 import { monitorEventLoopDelay, performance } from 'perf_hooks';
+import { part10Header } from '../../server/ingest';
 
 /** One explicit VR little endian element. */
 export function element(group: number, el: number, vr: string, value: Buffer): Buffer {
@@ -25,12 +26,7 @@ export interface Uids { study: string; series: string; sop: string }
 
 /** A Part 10 file (explicit VR little endian meta) around `dataset`, written in transfer syntax `ts`. */
 export function part10(ts: string, sopClass: string, sop: string, dataset: Buffer): Buffer {
-  const meta = Buffer.concat([
-    element(0x0002, 0x0001, 'OB', Buffer.from([0, 1])), element(0x0002, 0x0002, 'UI', ui(sopClass)),
-    element(0x0002, 0x0003, 'UI', ui(sop)), element(0x0002, 0x0010, 'UI', ui(ts)),
-  ]);
-  const gl = element(0x0002, 0x0000, 'UL', Buffer.from([meta.length & 255, (meta.length >> 8) & 255, (meta.length >> 16) & 255, 0]));
-  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), gl, meta, dataset]);
+  return Buffer.concat([part10Header({ sopClassUID: sopClass, sopInstanceUID: sop, transferSyntaxUID: ts }), dataset]);
 }
 
 /** Elements as [tag, vr, value], sorted by tag and joined. */
